@@ -1,0 +1,1 @@
+//! twillctl as a library: resource commands, IPAM, BGP status and the lab.

@@ -1,0 +1,1 @@
+//! Twill's IPAM: pools, per-node blocks, addresses, handles, GC rules.
