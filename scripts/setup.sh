@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(
-  protobuf-compiler          # protoc, for etcd-client's and our own .proto files
+  protobuf-compiler libprotobuf-dev  # protoc and its well-known types (etcd-client, our .proto files)
   etcd-server etcd-client    # the datastore (tests start their own etcd)
   bird2 frr gobgpd exabgp    # real BGP peers for interop tests, benchmarks and the lab's ToR
   nftables iptables ipset    # the policy dataplanes

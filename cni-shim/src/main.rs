@@ -1,9 +1,16 @@
-//! `twill`, the CNI plugin: parses the CNI request and forwards it to felix.
+//! `twill`, the CNI plugin: reads the CNI environment and configuration, forwards the
+//! request to felix over its unix socket, prints the CNI result or error object.
+
+use std::io::{Read, Write};
 
 fn main() {
-    // A CNI error object (code 11, try again later) until the shim is built.
-    println!(
-        r#"{{"cniVersion":"1.0.0","code":11,"msg":"twill CNI plugin not built yet","details":""}}"#
-    );
-    std::process::exit(1);
+    let mut stdin = Vec::new();
+    // A runtime always writes the configuration; a read error leaves it empty, which the
+    // configuration check then reports as undecodable.
+    let _ = std::io::stdin().read_to_end(&mut stdin);
+    let out = twill_cni::run::run(|k| std::env::var(k).ok(), &stdin);
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.stdout.as_bytes());
+    let _ = stdout.flush();
+    std::process::exit(out.status);
 }

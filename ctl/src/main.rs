@@ -1,12 +1,24 @@
-//! `twillctl`, the calicoctl-like CLI.
+//! `twillctl`, the calicoctl-like CLI. Parses the command line and runs it; the commands
+//! live in the library.
 
 use clap::Parser;
-
-/// Twill's command-line tool.
-#[derive(Parser, Debug)]
-#[command(name = "twillctl", version)]
-struct Args {}
+use twillctl::Cli;
 
 fn main() {
-    let _args = Args::parse();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = runtime.block_on(cli.run(&mut stdout)) {
+        eprintln!("error: {error}");
+        std::process::exit(error.exit_code());
+    }
 }

@@ -3,10 +3,46 @@
 //!
 //! This module is pure: no sockets, no clocks, no logging. It turns bytes into typed
 //! messages and back, and nothing else.
+//!
+//! Entry points: [`decode_message`] (streaming, one message per call), [`encode_message`],
+//! [`DecodeError::notification`] (the NOTIFICATION to send, `None` for RFC 7606
+//! treat-as-withdraw) and [`pack_updates`] (a table into as few UPDATEs as fit).
+//!
+//! | file | what |
+//! |---|---|
+//! | `message.rs` | header (RFC 4271 §4.1), `decode_message`, `encode_message` |
+//! | `open.rs`, `capability.rs` | OPEN, optional parameters (RFC 9072), capabilities (RFC 5492) |
+//! | `update.rs`, `attributes.rs`, `aspath.rs`, `mp.rs`, `nlri.rs` | UPDATE, path attributes, AS_PATH/AS4_PATH (RFC 6793), MP_REACH/MP_UNREACH (RFC 4760), prefixes |
+//! | `notification.rs`, `route_refresh.rs` | NOTIFICATION, KEEPALIVE, ROUTE-REFRESH (RFC 2918) |
+//! | `error.rs` | one error enum per message kind, codes and subcodes (RFC 4271 §6, RFC 7606) |
+//! | `iana.rs` | registry numbers: AFI/SAFI, message and attribute types, flags |
+//! | `pack.rs` | `pack_updates` |
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
+
+mod aspath;
+mod attributes;
+mod capability;
+pub mod error;
+pub mod iana;
+mod message;
+mod mp;
+pub mod nlri;
+mod notification;
+mod open;
+mod pack;
+mod route_refresh;
+mod update;
+
+pub use aspath::path_len;
+pub use error::{DecodeError, HeaderError, OpenError, RouteRefreshError, UpdateError};
+pub use message::{decode_message, encode_message};
+pub use pack::pack_updates;
+
+/// The BGP version this speaker talks (RFC 4271).
+pub const BGP_VERSION: u8 = 4;
 
 /// Length of the BGP header: marker (16), length (2), type (1).
 pub const HEADER_LEN: usize = 19;
@@ -204,8 +240,8 @@ pub struct RouteRefresh {
     pub safi: Safi,
 }
 
-// The codec's entry points, implemented in the sibling files (the contract other modules
-// code against):
+// The codec's entry points (implemented in `message.rs`, re-exported above; the contract
+// other modules code against):
 //
 //   pub fn decode_message(buf: &mut bytes::BytesMut, cxt: &DecodeCxt)
 //       -> Result<Option<Message>, DecodeError>

@@ -1,0 +1,155 @@
+//! `IPPool` rules: a masked `cidr`, a `blockSize` that fits the family and the pool, no
+//! link-local ranges, a selector that parses. Overlap with other pools is checked at store
+//! time by the datastore (see [`pools_overlap`]).
+
+use ipnet::IpNet;
+
+use super::meta::check_name;
+use super::net::parse_cidr_masked;
+use super::{Validate, ValidationError};
+use crate::resources::IPPool;
+use crate::selector::Selector;
+
+impl Validate for IPPool {
+    fn validate(&self) -> Result<(), ValidationError> {
+        check_name(&self.metadata)?;
+        let cidr = parse_cidr_masked("spec.cidr", &self.spec.cidr)?;
+        let (min, max, family) = match cidr {
+            IpNet::V4(_) => (20u8, 32u8, "IPv4"),
+            IpNet::V6(_) => (116, 128, "IPv6"),
+        };
+        let block_size = self.spec.effective_block_size();
+        if !(min..=max).contains(&block_size) {
+            return Err(ValidationError::new(
+                "spec.blockSize",
+                format!(
+                    "{block_size} is out of range: an {family} pool's blockSize must be {min}-{max}"
+                ),
+            ));
+        }
+        if block_size < cidr.prefix_len() {
+            return Err(ValidationError::new(
+                "spec.blockSize",
+                format!(
+                    "/{block_size} blocks are larger than the pool {cidr}: blockSize must be >= {}",
+                    cidr.prefix_len()
+                ),
+            ));
+        }
+        for reserved in ["169.254.0.0/16", "fe80::/10"] {
+            if let Ok(reserved) = reserved.parse::<IpNet>()
+                && overlaps(&cidr, &reserved)
+            {
+                return Err(ValidationError::new(
+                    "spec.cidr",
+                    format!("{cidr} overlaps the link-local range {reserved}"),
+                ));
+            }
+        }
+        if let Some(selector) = &self.spec.node_selector {
+            Selector::parse(selector)
+                .map_err(|e| ValidationError::new("spec.nodeSelector", e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether two networks share any address.
+pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Refuses `pool` when its CIDR overlaps one of `others` (pools of other names).
+pub fn pools_overlap(pool: &IPPool, others: &[IPPool]) -> Result<(), ValidationError> {
+    let cidr = parse_cidr_masked("spec.cidr", &pool.spec.cidr)?;
+    for other in others {
+        if other.metadata.name == pool.metadata.name {
+            continue;
+        }
+        let Ok(other_cidr) = other.spec.cidr.parse::<IpNet>() else {
+            continue;
+        };
+        if overlaps(&cidr, &other_cidr) {
+            return Err(ValidationError::new(
+                "spec.cidr",
+                format!(
+                    "{cidr} overlaps pool {:?} ({other_cidr}); pools may not overlap",
+                    other.metadata.name.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::IPPoolSpec;
+
+    fn pool(name: &str, cidr: &str, block_size: Option<u8>) -> IPPool {
+        IPPool::new(
+            name,
+            IPPoolSpec {
+                cidr: cidr.into(),
+                block_size,
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn block_size_40_is_refused_naming_block_size() {
+        let err = pool("p", "10.244.0.0/16", Some(40)).validate().unwrap_err();
+        assert_eq!(err.field, "spec.blockSize");
+        assert!(err.message.contains("20-32"), "{err}");
+    }
+
+    #[test]
+    fn block_larger_than_pool_is_refused() {
+        let err = pool("p", "10.244.0.0/24", Some(20)).validate().unwrap_err();
+        assert_eq!(err.field, "spec.blockSize");
+    }
+
+    #[test]
+    fn ipv6_pool_takes_ipv6_block_sizes() {
+        pool("p", "fd00:10:244::/48", None).validate().unwrap();
+        pool("p", "fd00:10:244::/48", Some(120)).validate().unwrap();
+        let err = pool("p", "fd00:10:244::/48", Some(26))
+            .validate()
+            .unwrap_err();
+        assert!(err.message.contains("116-128"), "{err}");
+    }
+
+    #[test]
+    fn unmasked_cidr_is_refused_naming_cidr() {
+        let err = pool("p", "10.244.0.1/16", None).validate().unwrap_err();
+        assert_eq!(err.field, "spec.cidr");
+        assert!(err.message.contains("10.244.0.0/16"), "{err}");
+    }
+
+    #[test]
+    fn link_local_pools_are_refused() {
+        assert!(pool("p", "169.254.0.0/16", None).validate().is_err());
+        assert!(pool("p", "169.0.0.0/8", Some(26)).validate().is_err());
+        assert!(pool("p", "fe80::/64", None).validate().is_err());
+    }
+
+    #[test]
+    fn overlapping_pools_are_refused_and_disjoint_accepted() {
+        let a = pool("a", "10.244.0.0/16", None);
+        let b = pool("b", "10.244.128.0/17", None);
+        let c = pool("c", "10.245.0.0/16", None);
+        assert!(pools_overlap(&b, std::slice::from_ref(&a)).is_err());
+        pools_overlap(&c, std::slice::from_ref(&a)).unwrap();
+        // A pool does not overlap its own previous version.
+        pools_overlap(&a, std::slice::from_ref(&a)).unwrap();
+    }
+
+    #[test]
+    fn bad_node_selector_is_refused() {
+        let mut p = pool("p", "10.244.0.0/16", None);
+        p.spec.node_selector = Some("rack == ".into());
+        assert_eq!(p.validate().unwrap_err().field, "spec.nodeSelector");
+    }
+}

@@ -1,0 +1,214 @@
+//! One peer's configuration and its checks.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use super::{Config, ConfigError};
+
+/// An address family this speaker can exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+pub enum Family {
+    #[serde(rename = "ipv4-unicast")]
+    Ipv4Unicast,
+    #[serde(rename = "ipv6-unicast")]
+    Ipv6Unicast,
+}
+
+impl Family {
+    /// The family a prefix belongs to.
+    pub fn of(net: &ipnet::IpNet) -> Self {
+        match net {
+            ipnet::IpNet::V4(_) => Family::Ipv4Unicast,
+            ipnet::IpNet::V6(_) => Family::Ipv6Unicast,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4Unicast => "ipv4-unicast",
+            Family::Ipv6Unicast => "ipv6-unicast",
+        }
+    }
+}
+
+/// Graceful restart (RFC 4724).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GracefulRestartConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Seconds the peer should keep our routes while we restart (12 bits).
+    #[serde(default = "default_restart_time")]
+    pub restart_time: u16,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_restart_time() -> u16 {
+    120
+}
+
+impl Default for GracefulRestartConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            restart_time: default_restart_time(),
+        }
+    }
+}
+
+fn default_families() -> Vec<Family> {
+    vec![Family::Ipv4Unicast, Family::Ipv6Unicast]
+}
+
+fn default_hold_time() -> u16 {
+    90
+}
+
+fn default_peer_port() -> u16 {
+    179
+}
+
+/// One BGP neighbor.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub address: IpAddr,
+    pub asn: u32,
+    /// Never connect; wait for the peer to connect.
+    #[serde(default)]
+    pub passive: bool,
+    /// TCP-MD5 key (RFC 2385).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Proposed hold time in seconds: 0 (no keepalives) or at least 3.
+    #[serde(default = "default_hold_time")]
+    pub hold_time: u16,
+    #[serde(default)]
+    pub route_reflector_client: bool,
+    #[serde(default)]
+    pub next_hop_self: bool,
+    #[serde(default = "default_families")]
+    pub families: Vec<Family>,
+    #[serde(default)]
+    pub graceful_restart: GracefulRestartConfig,
+    /// The peer's TCP port (default 179).
+    #[serde(default = "default_peer_port")]
+    pub port: u16,
+    /// Local address for outgoing connections (Calico's `sourceAddress`).
+    #[serde(default)]
+    pub source_address: Option<IpAddr>,
+    /// GTSM (RFC 5082): the peer is at most this many hops away (1 = directly connected).
+    #[serde(default)]
+    pub ttl_security: Option<u8>,
+    /// Close the session with Cease/1 when the peer sends more prefixes than this.
+    #[serde(default)]
+    pub max_prefixes: Option<u32>,
+    /// Names of filters (top-level `filters`) applied to routes received, first match wins.
+    #[serde(default)]
+    pub import: Vec<String>,
+    /// Names of filters applied to routes sent.
+    #[serde(default)]
+    pub export: Vec<String>,
+    /// Seconds between connection attempts at first (backoff doubles it up to 60 s).
+    #[serde(default)]
+    pub connect_retry: Option<u16>,
+}
+
+impl PeerConfig {
+    /// A peer with every optional field at its default.
+    pub fn new(address: IpAddr, asn: u32) -> Self {
+        Self {
+            address,
+            asn,
+            passive: false,
+            password: None,
+            hold_time: default_hold_time(),
+            route_reflector_client: false,
+            next_hop_self: false,
+            families: default_families(),
+            graceful_restart: GracefulRestartConfig::default(),
+            port: default_peer_port(),
+            source_address: None,
+            ttl_security: None,
+            max_prefixes: None,
+            import: Vec::new(),
+            export: Vec::new(),
+            connect_retry: None,
+        }
+    }
+
+    pub(crate) fn validate(&self, at: &str, cfg: &Config) -> Result<(), ConfigError> {
+        if self.asn == 0 {
+            return Err(ConfigError::invalid(
+                format!("{at}.asn"),
+                "AS 0 is reserved (RFC 7607)",
+            ));
+        }
+        if self.address.is_unspecified() || self.address.is_multicast() {
+            return Err(ConfigError::invalid(
+                format!("{at}.address"),
+                "must be a unicast address",
+            ));
+        }
+        if self.hold_time != 0 && self.hold_time < 3 {
+            return Err(ConfigError::invalid(
+                format!("{at}.hold_time"),
+                "must be 0 or at least 3 seconds (RFC 4271 §4.2)",
+            ));
+        }
+        if self.families.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{at}.families"),
+                "at least one family is needed",
+            ));
+        }
+        if let Some(pw) = &self.password {
+            // The kernel's TCP_MD5SIG_MAXKEYLEN.
+            if pw.is_empty() || pw.len() > 80 {
+                return Err(ConfigError::invalid(
+                    format!("{at}.password"),
+                    "must be 1 to 80 bytes",
+                ));
+            }
+        }
+        if self.graceful_restart.restart_time > 4095 {
+            return Err(ConfigError::invalid(
+                format!("{at}.graceful_restart.restart_time"),
+                "at most 4095 seconds (12 bits, RFC 4724)",
+            ));
+        }
+        if self.route_reflector_client && cfg.route_reflector.is_none() {
+            return Err(ConfigError::invalid(
+                format!("{at}.route_reflector_client"),
+                "needs a top-level route_reflector with a cluster_id",
+            ));
+        }
+        if self.route_reflector_client && self.asn != cfg.asn {
+            return Err(ConfigError::invalid(
+                format!("{at}.route_reflector_client"),
+                "only iBGP peers (same asn) can be route-reflector clients",
+            ));
+        }
+        if self.ttl_security == Some(0) {
+            return Err(ConfigError::invalid(
+                format!("{at}.ttl_security"),
+                "hop count must be 1 to 254",
+            ));
+        }
+        for (kind, names) in [("import", &self.import), ("export", &self.export)] {
+            for (j, name) in names.iter().enumerate() {
+                if !cfg.filters.contains_key(name) {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.{kind}[{j}]"),
+                        format!("no filter named {name:?} under filters"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,708 @@
+//! The owner task: the only code that mutates peers, the RIB and the Adj-RIBs-Out. It
+//! reacts to commands, session events and a one-second tick; it never awaits I/O.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+use super::export::{self, ExportCtx};
+use super::types::{Event, PeerStatus, RouteEntry, RouteQuery, RouteTable, SpeakerStats};
+use super::{Command, SpeakerConfig, same_family};
+use crate::config::{Family, PeerConfig};
+use crate::fsm::{DownReason, FsmConfig, LocalSide, Negotiated, State, cease};
+use crate::kernel::{KernelRoute, KernelSync, RouteChange};
+use crate::metrics::Metrics;
+use crate::packet::{Notification, Origin, PathAttributes};
+use crate::policy::Filter;
+use crate::rib::{AdjRibOut, Path, Rib, Source};
+use crate::session::{self, SessionCmd, SessionEvent, SessionHandle, SessionKey, sockopt};
+
+/// A peer's live session facts.
+pub(super) struct Live {
+    pub negotiated: Negotiated,
+    pub local_addr: IpAddr,
+    pub source: Arc<Source>,
+    /// Families whose End-of-RIB has not arrived yet.
+    pub eor_pending: HashSet<Family>,
+}
+
+pub(super) struct Peer {
+    pub cfg: PeerConfig,
+    pub session: SessionHandle,
+    pub state: State,
+    pub since: SystemTime,
+    pub live: Option<Live>,
+    pub out: AdjRibOut,
+    pub accepted: u64,
+    pub rejected: HashSet<IpNet>,
+    pub last_error: Option<String>,
+    /// Graceful-restart helper: stale paths are dropped at this time.
+    pub stale_until: Option<Instant>,
+    pub import: Vec<Filter>,
+    pub export: Vec<Filter>,
+    /// Max-prefix tripped: the session stays down until reconfigured.
+    pub shut: bool,
+}
+
+impl Peer {
+    pub fn is_ebgp(&self, local_as: u32) -> bool {
+        self.cfg.asn != local_as
+    }
+}
+
+pub(super) struct Owner {
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    pub cluster_id: Option<Ipv4Addr>,
+    listener: Option<Arc<TcpListener>>,
+    kernel: Option<KernelSync>,
+    /// Routes of ours found in the kernel at start, until reconciled.
+    kernel_existing: Option<Vec<KernelRoute>>,
+    started: Instant,
+    events: broadcast::Sender<Event>,
+    pub metrics: Arc<Metrics>,
+    pub rib: Rib,
+    pub peers: HashMap<IpAddr, Peer>,
+    filters: BTreeMap<String, Filter>,
+    local_source: Arc<Source>,
+    local_attrs: Arc<PathAttributes>,
+    epoch: u64,
+    ev_tx: mpsc::Sender<SessionEvent>,
+    ev_rx: Option<mpsc::Receiver<SessionEvent>>,
+    pub stats: SpeakerStats,
+}
+
+impl Owner {
+    pub(super) fn new(
+        cfg: SpeakerConfig,
+        listener: Option<Arc<TcpListener>>,
+        kernel: Option<(KernelSync, Vec<KernelRoute>)>,
+        events: broadcast::Sender<Event>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let (ev_tx, ev_rx) = mpsc::channel(128);
+        let (kernel, existing) = match kernel {
+            Some((k, e)) => (Some(k), (!e.is_empty()).then_some(e)),
+            None => (None, None),
+        };
+        let mut o = Self {
+            asn: cfg.asn,
+            router_id: cfg.router_id,
+            cluster_id: cfg.cluster_id,
+            listener,
+            kernel,
+            kernel_existing: existing,
+            started: Instant::now(),
+            events,
+            metrics,
+            rib: Rib::new(),
+            peers: HashMap::new(),
+            filters: cfg.filters.clone(),
+            local_source: Arc::new(Source {
+                addr: None,
+                router_id: cfg.router_id,
+                asn: cfg.asn,
+                ebgp: false,
+                rr_client: false,
+            }),
+            local_attrs: Arc::new(PathAttributes {
+                origin: Some(Origin::Igp),
+                ..Default::default()
+            }),
+            epoch: 0,
+            ev_tx,
+            ev_rx: Some(ev_rx),
+            stats: SpeakerStats::default(),
+        };
+        o.originate(cfg.originate);
+        o.set_peers(cfg.peers, cfg.filters);
+        o
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let Some(mut ev_rx) = self.ev_rx.take() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    None => return,
+                    Some(Command::Shutdown(done)) => {
+                        self.shutdown().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(c) => self.command(c),
+                },
+                Some(ev) = ev_rx.recv() => self.session_event(ev),
+                _ = tick.tick() => self.tick(),
+            }
+        }
+    }
+
+    fn export_ctx(&self) -> ExportCtx {
+        ExportCtx {
+            asn: self.asn,
+            cluster_id: self.cluster_id,
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Accepted(stream, addr) => {
+                let ip = session::unmap(addr.ip());
+                match self.peers.get(&ip) {
+                    Some(p) if !p.shut => p.session.send(SessionCmd::Accepted(stream)),
+                    _ => tracing::debug!(%ip, "connection from an unknown peer refused"),
+                }
+            }
+            Command::SetPeers(peers, filters) => self.set_peers(peers, filters),
+            Command::Originate(prefixes) => self.originate(prefixes),
+            Command::Withdraw(prefixes) => {
+                let changed: Vec<IpNet> = prefixes
+                    .into_iter()
+                    .map(|p| p.trunc())
+                    .filter(|p| self.rib.withdraw(p, None))
+                    .collect();
+                self.propagate(&changed);
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.peer_status());
+            }
+            Command::Routes(q, reply) => {
+                let _ = reply.send(self.routes(&q));
+            }
+            Command::Stats(reply) => {
+                let mut s = self.stats;
+                s.loc_rib_prefixes = self.rib.len();
+                let _ = reply.send(s);
+            }
+            Command::KernelFlush(reply) => match self.kernel.clone() {
+                None => {
+                    let _ = reply.send(());
+                }
+                Some(k) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = k.flush().await {
+                            tracing::warn!(error = %e, "kernel refused routes");
+                        }
+                        let _ = reply.send(());
+                    });
+                }
+            },
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn originate(&mut self, prefixes: Vec<IpNet>) {
+        let mut changed = Vec::new();
+        for p in prefixes {
+            let p = p.trunc();
+            let next_hop = match p {
+                IpNet::V4(_) => IpAddr::from(Ipv4Addr::UNSPECIFIED),
+                IpNet::V6(_) => IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
+            };
+            let path = Path {
+                source: self.local_source.clone(),
+                attrs: self.local_attrs.clone(),
+                next_hop,
+                stale: false,
+            };
+            if self.rib.update(p, path).changed {
+                changed.push(p);
+            }
+        }
+        self.propagate(&changed);
+    }
+
+    fn resolve(&self, names: &[String]) -> Vec<Filter> {
+        names
+            .iter()
+            .filter_map(|n| self.filters.get(n).cloned())
+            .collect()
+    }
+
+    fn set_peers(&mut self, peers: Vec<PeerConfig>, filters: BTreeMap<String, Filter>) {
+        let filters_changed = filters != self.filters;
+        self.filters = filters;
+        let wanted: HashMap<IpAddr, PeerConfig> =
+            peers.into_iter().map(|p| (p.address, p)).collect();
+        let gone: Vec<IpAddr> = self
+            .peers
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+            .copied()
+            .collect();
+        for a in gone {
+            self.remove_peer(a, cease::PEER_DECONFIGURED);
+        }
+        for (addr, cfg) in wanted {
+            let same = self.peers.get(&addr).is_some_and(|p| {
+                p.cfg == cfg
+                    && !(filters_changed && (!cfg.import.is_empty() || !cfg.export.is_empty()))
+            });
+            if same {
+                continue;
+            }
+            if self.peers.contains_key(&addr) {
+                self.remove_peer(addr, cease::OTHER_CONFIG_CHANGE);
+            }
+            self.add_peer(cfg);
+        }
+    }
+
+    fn add_peer(&mut self, cfg: PeerConfig) {
+        self.epoch += 1;
+        let key = SessionKey {
+            peer: cfg.address,
+            epoch: self.epoch,
+        };
+        if let Some(l) = &self.listener {
+            let v6 = l.local_addr().is_ok_and(|a| a.is_ipv6());
+            if let Err(e) = sockopt::set_md5_key(
+                l.as_ref(),
+                v6,
+                cfg.address,
+                cfg.password.as_deref().map(str::as_bytes),
+            ) && cfg.password.is_some()
+            {
+                tracing::warn!(peer = %cfg.address, error = %e, "TCP-MD5 key on the listener");
+            }
+        }
+        let fsm = FsmConfig {
+            local: LocalSide {
+                local_as: self.asn,
+                router_id: self.router_id,
+                peer_as: cfg.asn,
+                hold_time: cfg.hold_time,
+                families: cfg.families.clone(),
+                graceful_restart: cfg
+                    .graceful_restart
+                    .enabled
+                    .then_some(cfg.graceful_restart.restart_time),
+            },
+            passive: cfg.passive,
+            connect_retry: Duration::from_secs(u64::from(cfg.connect_retry.unwrap_or(5).max(1))),
+            max_retry: Duration::from_secs(60),
+        };
+        let handle = session::spawn(key, fsm, session::connect_params(&cfg), self.ev_tx.clone());
+        let peer = Peer {
+            import: self.resolve(&cfg.import),
+            export: self.resolve(&cfg.export),
+            cfg,
+            session: handle,
+            state: State::Idle,
+            since: SystemTime::now(),
+            live: None,
+            out: AdjRibOut::default(),
+            accepted: 0,
+            rejected: HashSet::new(),
+            last_error: None,
+            stale_until: None,
+            shut: false,
+        };
+        self.peers.insert(peer.cfg.address, peer);
+    }
+
+    fn remove_peer(&mut self, addr: IpAddr, subcode: u8) {
+        if let Some(p) = self.peers.remove(&addr) {
+            p.session.send(SessionCmd::Stop(Notification {
+                code: crate::fsm::code::CEASE,
+                subcode,
+                data: Vec::new(),
+            }));
+            // Let the session flush its NOTIFICATION before the handle aborts it.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                drop(p);
+            });
+            let changed = self.rib.remove_source(Some(addr));
+            self.propagate(&changed);
+        }
+    }
+
+    fn session_event(&mut self, ev: SessionEvent) {
+        let key = match &ev {
+            SessionEvent::State(k, _)
+            | SessionEvent::Update(k, _)
+            | SessionEvent::Withdraw(k, _)
+            | SessionEvent::RouteRefresh(k, _)
+            | SessionEvent::Error(k, _) => *k,
+            SessionEvent::Established { key, .. } | SessionEvent::Down { key, .. } => *key,
+        };
+        if self.peers.get(&key.peer).map(|p| p.session.key) != Some(key) {
+            return; // from a session that was replaced
+        }
+        match ev {
+            SessionEvent::State(_, state) => {
+                if let Some(p) = self.peers.get_mut(&key.peer) {
+                    p.state = state;
+                    p.since = SystemTime::now();
+                }
+                if self.events.receiver_count() > 0 {
+                    let _ = self.events.send(Event::PeerState {
+                        peer: key.peer,
+                        state,
+                    });
+                }
+            }
+            SessionEvent::Established {
+                negotiated,
+                local_addr,
+                ..
+            } => self.established(key.peer, *negotiated, local_addr),
+            SessionEvent::Down {
+                reason,
+                was_established,
+                ..
+            } => self.down(key.peer, reason, was_established),
+            SessionEvent::Update(_, u) => {
+                self.stats.updates_in += 1;
+                self.metrics.update_in();
+                let changed = self.ingest(key.peer, u);
+                self.propagate(&changed);
+            }
+            SessionEvent::Withdraw(_, prefixes) => {
+                let changed = self.withdraw_from(key.peer, &prefixes);
+                self.propagate(&changed);
+            }
+            SessionEvent::RouteRefresh(_, _) => self.send_full_table(key.peer),
+            SessionEvent::Error(_, kind) => self.metrics.error(kind),
+        }
+    }
+
+    fn established(&mut self, addr: IpAddr, negotiated: Negotiated, local_addr: IpAddr) {
+        let (asn, cluster) = (self.asn, self.cluster_id);
+        let Some(p) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        let source = Arc::new(Source {
+            addr: Some(addr),
+            router_id: negotiated.peer_id,
+            asn: p.cfg.asn,
+            ebgp: p.cfg.asn != asn,
+            rr_client: p.cfg.route_reflector_client && cluster.is_some(),
+        });
+        let eor_pending = negotiated.families.iter().copied().collect();
+        p.live = Some(Live {
+            negotiated,
+            local_addr,
+            source,
+            eor_pending,
+        });
+        p.out.clear();
+        self.send_full_table(addr);
+    }
+
+    fn down(&mut self, addr: IpAddr, reason: DownReason, was_established: bool) {
+        let Some(p) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        let count_as_error = !matches!(reason, DownReason::Stopped);
+        if count_as_error {
+            p.last_error = Some(reason.to_string());
+            self.metrics.error(match reason {
+                DownReason::HoldTimerExpired => "hold_timer_expired",
+                DownReason::NotificationSent(_) => "notification_sent",
+                DownReason::NotificationReceived(_) => "notification_received",
+                DownReason::TcpFailed => "connection_closed",
+                DownReason::PeerRestarted => "peer_restarted",
+                DownReason::Stopped => "stopped",
+            });
+        }
+        let live = p.live.take();
+        p.out.clear();
+        if !was_established {
+            return;
+        }
+        // RFC 4724 §4.2: keep the routes of a restarting peer (one that announced the
+        // capability), marked stale, when the session ended without a NOTIFICATION.
+        let restart = live
+            .as_ref()
+            .and_then(|l| l.negotiated.graceful_restart.as_ref())
+            .filter(|_| {
+                matches!(
+                    reason,
+                    DownReason::TcpFailed
+                        | DownReason::HoldTimerExpired
+                        | DownReason::PeerRestarted
+                )
+            })
+            .map(|gr| gr.restart_time);
+        let changed = match restart {
+            Some(secs) if secs > 0 => {
+                p.stale_until = Some(Instant::now() + Duration::from_secs(u64::from(secs)));
+                self.rib.mark_stale(Some(addr))
+            }
+            _ => {
+                p.accepted = 0;
+                p.rejected.clear();
+                self.rib.remove_source(Some(addr))
+            }
+        };
+        self.propagate(&changed);
+    }
+
+    fn withdraw_from(&mut self, addr: IpAddr, prefixes: &[IpNet]) -> Vec<IpNet> {
+        let Some(p) = self.peers.get_mut(&addr) else {
+            return Vec::new();
+        };
+        let mut changed = Vec::new();
+        for n in prefixes {
+            if let Some(c) = self.rib.remove(n, Some(addr)) {
+                p.accepted = p.accepted.saturating_sub(1);
+                if c {
+                    changed.push(*n);
+                }
+            }
+            p.rejected.remove(n);
+        }
+        changed
+    }
+
+    /// Stale paths of `addr` are done with (End-of-RIB, or the restart time passed).
+    pub(super) fn sweep_stale(&mut self, addr: IpAddr) {
+        let changed = self.rib.sweep_stale(Some(addr));
+        if let Some(p) = self.peers.get_mut(&addr) {
+            p.stale_until = None;
+            p.accepted = self.rib.prefixes_from(Some(addr)).len() as u64;
+        }
+        self.propagate(&changed);
+    }
+
+    pub(super) fn send_full_table(&mut self, addr: IpAddr) {
+        let ctx = self.export_ctx();
+        let Some(p) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        p.out.clear();
+        let all: Vec<IpNet> = self.rib.iter().map(|(n, _)| *n).collect();
+        let mut sent = 0;
+        if let Some(bytes) = export::export(&ctx, &self.rib, p, &all) {
+            sent += 1;
+            p.session.send(SessionCmd::Send(bytes));
+        }
+        if let Some(eor) = export::end_of_rib(p) {
+            p.session.send(SessionCmd::Send(eor));
+        }
+        self.stats.updates_out += sent;
+    }
+
+    /// Pushes the changed prefixes to the kernel, the event stream and every peer.
+    pub(super) fn propagate(&mut self, changed: &[IpNet]) {
+        if changed.is_empty() {
+            return;
+        }
+        if let Some(k) = &self.kernel {
+            let changes = changed
+                .iter()
+                .map(|n| match kernel_route(&self.rib, n) {
+                    Some(r) => RouteChange::Replace(r),
+                    None => RouteChange::Delete(*n),
+                })
+                .collect();
+            k.submit(changes);
+        }
+        if self.events.receiver_count() > 0 {
+            for n in changed {
+                let next_hops = kernel_route(&self.rib, n)
+                    .map(|r| r.nexthops)
+                    .unwrap_or_default();
+                let _ = self.events.send(Event::Route {
+                    prefix: *n,
+                    next_hops,
+                });
+            }
+        }
+        let ctx = self.export_ctx();
+        for p in self.peers.values_mut() {
+            if p.live.is_none() {
+                continue;
+            }
+            if let Some(bytes) = export::export(&ctx, &self.rib, p, changed) {
+                self.stats.updates_out += 1;
+                self.metrics.update_out();
+                p.session.send(SessionCmd::Send(bytes));
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.stale_until.is_some_and(|t| t <= now))
+            .map(|(a, _)| *a)
+            .collect();
+        for a in expired {
+            tracing::info!(peer = %a, "graceful restart time over: dropping stale routes");
+            self.sweep_stale(a);
+        }
+        self.maybe_reconcile_kernel();
+        self.metrics.observe(self.peers.values().map(|p| {
+            (
+                p.cfg.address,
+                p.state,
+                p.accepted + p.rejected.len() as u64,
+                p.accepted,
+                p.out.len() as u64,
+            )
+        }));
+    }
+
+    /// Routes found in the kernel at start stay until every peer has sent its table (or
+    /// two minutes passed); then the kernel is made to match the RIB (RFC 4724's
+    /// restarting-speaker behaviour: forwarding survives our restart).
+    fn maybe_reconcile_kernel(&mut self) {
+        if self.kernel_existing.is_none() {
+            return;
+        }
+        let all_synced = self
+            .peers
+            .values()
+            .all(|p| p.live.as_ref().is_some_and(|l| l.eor_pending.is_empty()));
+        if !all_synced && self.started.elapsed() < Duration::from_secs(120) {
+            return;
+        }
+        self.kernel_existing = None;
+        let Some(k) = self.kernel.clone() else { return };
+        let desired: Vec<KernelRoute> = self
+            .rib
+            .iter()
+            .filter_map(|(n, _)| kernel_route(&self.rib, n))
+            .collect();
+        tokio::spawn(async move {
+            match k.reconcile(desired).await {
+                Ok(r) => tracing::info!(report = ?r, "kernel reconciled"),
+                Err(e) => tracing::warn!(error = %e, "kernel reconcile"),
+            }
+        });
+    }
+
+    async fn shutdown(&mut self) {
+        for p in self.peers.values() {
+            p.session.send(SessionCmd::Stop(Notification {
+                code: crate::fsm::code::CEASE,
+                subcode: cease::ADMIN_SHUTDOWN,
+                data: Vec::new(),
+            }));
+        }
+        // Give the writers a moment to put the NOTIFICATIONs on the wire.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Some(k) = &self.kernel {
+            let _ = k.flush().await;
+        }
+    }
+
+    fn peer_status(&self) -> Vec<PeerStatus> {
+        let mut v: Vec<PeerStatus> = self
+            .peers
+            .values()
+            .map(|p| PeerStatus {
+                address: p.cfg.address,
+                asn: p.cfg.asn,
+                kind: if p.is_ebgp(self.asn) {
+                    "eBGP"
+                } else if p.cfg.route_reflector_client && self.cluster_id.is_some() {
+                    "iBGP RR-client"
+                } else {
+                    "iBGP"
+                },
+                state: p.state,
+                since: p.since,
+                router_id: p.live.as_ref().map(|l| l.negotiated.peer_id),
+                received: p.accepted + p.rejected.len() as u64,
+                accepted: p.accepted,
+                advertised: p.out.len() as u64,
+                last_error: p.last_error.clone(),
+            })
+            .collect();
+        v.sort_by_key(|p| p.address);
+        v
+    }
+
+    fn routes(&self, q: &RouteQuery) -> Vec<RouteEntry> {
+        let wanted = |n: &IpNet| q.prefix.is_none_or(|f| f.contains(n));
+        let mut v = Vec::new();
+        match q.table {
+            RouteTable::LocRib | RouteTable::AdjRibIn(_) => {
+                let only = match q.table {
+                    RouteTable::AdjRibIn(a) => Some(a),
+                    _ => None,
+                };
+                for (n, d) in self.rib.iter().filter(|(n, _)| wanted(n)) {
+                    let multi: Vec<Option<IpAddr>> =
+                        d.multipath().iter().map(|p| p.source.addr).collect();
+                    for (i, p) in d.paths().iter().enumerate() {
+                        if only.is_some_and(|a| p.source.addr != Some(a)) {
+                            continue;
+                        }
+                        v.push(RouteEntry {
+                            prefix: *n,
+                            from: p.source.addr,
+                            next_hop: p.next_hop,
+                            best: i == 0,
+                            multipath: multi.contains(&p.source.addr) && !p.source.is_local(),
+                            stale: p.stale,
+                            attrs: (*p.attrs).clone(),
+                        });
+                    }
+                }
+            }
+            RouteTable::AdjRibOut(a) => {
+                if let Some(p) = self.peers.get(&a) {
+                    for (n, attrs) in p.out.iter().filter(|(n, _)| wanted(n)) {
+                        let next_hop = attrs
+                            .next_hop
+                            .map(IpAddr::V4)
+                            .or_else(|| attrs.mp_reach.as_ref().map(|m| m.next_hop))
+                            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                        v.push(RouteEntry {
+                            prefix: *n,
+                            from: None,
+                            next_hop,
+                            best: true,
+                            multipath: false,
+                            stale: false,
+                            attrs: (**attrs).clone(),
+                        });
+                    }
+                }
+            }
+        }
+        v.sort_by_key(|e| (e.prefix, !e.best));
+        v
+    }
+}
+
+/// The kernel route for a prefix: the next hops of its ECMP set, or `None` when the
+/// prefix has no usable learned path (originated here, or next hops the kernel cannot use).
+fn kernel_route(rib: &Rib, n: &IpNet) -> Option<KernelRoute> {
+    let d = rib.get(n)?;
+    if d.best()?.source.is_local() {
+        return None;
+    }
+    let hops: Vec<IpAddr> = d
+        .multipath()
+        .iter()
+        .map(|p| p.next_hop)
+        .filter(|h| same_family(h, n) && !h.is_unspecified() && !is_link_local(h))
+        .collect();
+    (!hops.is_empty()).then(|| KernelRoute::new(*n, hops))
+}
+
+fn is_link_local(a: &IpAddr) -> bool {
+    match a {
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V4(_) => false,
+    }
+}

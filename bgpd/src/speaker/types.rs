@@ -1,0 +1,81 @@
+//! The speaker's public data: events, peer status and route listings. Plain data, no
+//! behaviour; the gRPC layer converts these to protobuf at its boundary.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use ipnet::IpNet;
+
+use crate::fsm::State;
+use crate::packet::PathAttributes;
+
+/// Something that happened, for `Speaker::subscribe`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    PeerState {
+        peer: IpAddr,
+        state: State,
+    },
+    /// The forwarding of a prefix changed: its best path's next hops (empty = no route).
+    Route {
+        prefix: IpNet,
+        next_hops: Vec<IpAddr>,
+    },
+}
+
+/// One peer as an operator sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub address: IpAddr,
+    pub asn: u32,
+    /// "eBGP", "iBGP" or "iBGP RR-client".
+    pub kind: &'static str,
+    pub state: State,
+    /// When the current state was entered.
+    pub since: SystemTime,
+    pub router_id: Option<std::net::Ipv4Addr>,
+    pub received: u64,
+    pub accepted: u64,
+    pub advertised: u64,
+    pub last_error: Option<String>,
+}
+
+/// Which table to list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RouteTable {
+    #[default]
+    LocRib,
+    AdjRibIn(IpAddr),
+    AdjRibOut(IpAddr),
+}
+
+/// A route listing request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteQuery {
+    pub table: RouteTable,
+    /// Only routes for prefixes equal to or inside this one.
+    pub prefix: Option<IpNet>,
+}
+
+/// One path in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub prefix: IpNet,
+    /// The peer the path came from; `None` = originated here (or, in an Adj-RIB-Out
+    /// listing, the peer it is sent to is the one asked about).
+    pub from: Option<IpAddr>,
+    pub next_hop: IpAddr,
+    pub best: bool,
+    /// Part of the ECMP set installed for the prefix.
+    pub multipath: bool,
+    pub stale: bool,
+    pub attrs: PathAttributes,
+}
+
+/// Counters for benchmarks and health.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpeakerStats {
+    pub loc_rib_prefixes: usize,
+    pub updates_in: u64,
+    pub updates_out: u64,
+}

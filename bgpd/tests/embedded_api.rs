@@ -1,0 +1,139 @@
+//! The embeddable speaker API as felix uses it: two in-process speakers peering over
+//! loopback TCP (ephemeral port, no kernel install): originate/withdraw, events, status,
+//! route listings, and live peer changes.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use twill_bgpd::config::PeerConfig;
+use twill_bgpd::fsm::State;
+use twill_bgpd::speaker::{Event, RouteQuery, RouteTable};
+use twill_bgpd::{Speaker, SpeakerConfig};
+
+const A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_embedded_speakers_exchange_and_withdraw_routes() {
+    let mut a_cfg = SpeakerConfig::new(65001, A);
+    a_cfg.listen = Some(SocketAddr::from((A, 0)));
+    let mut pb = PeerConfig::new(IpAddr::V4(B), 65002);
+    pb.passive = true;
+    a_cfg.peers = vec![pb];
+    a_cfg.originate = vec!["10.244.1.0/26".parse().unwrap()];
+    let a = Speaker::start(a_cfg).await.unwrap();
+    let port = a.local_addr().unwrap().port();
+    let mut events = a.subscribe();
+
+    let mut b_cfg = SpeakerConfig::new(65002, B);
+    let mut pa = PeerConfig::new(IpAddr::V4(A), 65001);
+    pa.port = port;
+    pa.source_address = Some(IpAddr::V4(B));
+    pa.connect_retry = Some(1);
+    b_cfg.peers = vec![pa];
+    let b = Speaker::start(b_cfg).await.unwrap();
+
+    eventually("B learns A's prefix", || async {
+        b.routes(RouteQuery::default())
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.prefix.to_string() == "10.244.1.0/26" && r.next_hop == IpAddr::V4(A))
+    })
+    .await;
+    let established = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(Event::PeerState {
+                peer,
+                state: State::Established,
+            }) = events.recv().await
+            {
+                return peer;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(established, IpAddr::V4(B));
+
+    // B originates; A sees a route event and lists it in B's Adj-RIB-In.
+    b.originate(vec!["10.244.2.0/26".parse().unwrap()]).unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(e @ Event::Route { .. }) = events.recv().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        ev,
+        Event::Route {
+            prefix: "10.244.2.0/26".parse().unwrap(),
+            next_hops: vec![IpAddr::V4(B)]
+        }
+    );
+    let adj_in = a
+        .routes(RouteQuery {
+            table: RouteTable::AdjRibIn(IpAddr::V4(B)),
+            prefix: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(adj_in.len(), 1);
+    assert_eq!(adj_in[0].attrs.as_path.len(), 1);
+
+    let peers = a.peers().await.unwrap();
+    assert_eq!(peers[0].state, State::Established);
+    assert_eq!(
+        (peers[0].received, peers[0].accepted, peers[0].advertised),
+        (1, 1, 1)
+    );
+
+    // Withdraw on A: B loses the route.
+    a.withdraw(vec!["10.244.1.0/26".parse().unwrap()]).unwrap();
+    eventually("B loses A's prefix", || async {
+        b.routes(RouteQuery::default())
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.prefix.to_string() != "10.244.1.0/26")
+    })
+    .await;
+
+    // Removing the peer live on A ends the session; A forgets B's routes.
+    a.set_peers(vec![], Default::default()).unwrap();
+    eventually("A drops B's routes", || async {
+        a.routes(RouteQuery::default()).await.unwrap().is_empty()
+    })
+    .await;
+    eventually("B sees the session end", || async {
+        b.peers().await.unwrap()[0].state != State::Established
+    })
+    .await;
+    let last = b.peers().await.unwrap()[0]
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        last.contains("6/3"),
+        "Cease / peer de-configured expected, got {last:?}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -1,0 +1,259 @@
+//! End to end: the real `twillctl` binary against a real etcd.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use twill_harness::etcd::EtcdServer;
+
+const EVERY_KIND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/every-kind.yaml");
+
+fn twillctl(etcd: &EtcdServer, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_twillctl"))
+        .args(["--datastore", "etcd", "--etcd-endpoints", &etcd.endpoint()])
+        .args(args)
+        .env_remove("TWILL_DATASTORE")
+        .env_remove("TWILL_ETCD_ENDPOINTS")
+        .output()
+        .unwrap()
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "twillctl failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn get_json(etcd: &EtcdServer, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&ok(twillctl(etcd, &all))).unwrap()
+}
+
+/// Every field of `expected` is present with the same value in `actual`.
+fn assert_contains(actual: &Value, expected: &Value, path: &str) {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => {
+            for (key, value) in e {
+                let got = a.get(key).unwrap_or(&Value::Null);
+                assert_contains(got, value, &format!("{path}.{key}"));
+            }
+        }
+        (Value::Array(a), Value::Array(e)) => {
+            assert_eq!(a.len(), e.len(), "{path}");
+            for (i, (x, y)) in a.iter().zip(e).enumerate() {
+                assert_contains(x, y, &format!("{path}[{i}]"));
+            }
+        }
+        // `order: 10` comes back as 10.0 (a float field): compare numbers as numbers.
+        (Value::Number(a), Value::Number(e)) => assert_eq!(a.as_f64(), e.as_f64(), "{path}"),
+        (a, e) => assert_eq!(a, e, "{path}"),
+    }
+}
+
+#[test]
+fn apply_round_trips_every_kind_then_delete_removes() {
+    let etcd = EtcdServer::start().unwrap();
+    let out = ok(twillctl(&etcd, &["apply", "-f", EVERY_KIND]));
+    assert!(out.contains("Successfully applied 18 resource(s)"), "{out}");
+
+    let text = std::fs::read_to_string(EVERY_KIND).unwrap();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut expected: Value = serde::Deserialize::deserialize(doc).unwrap();
+        let kind = expected["kind"].as_str().unwrap().to_string();
+        let api_version = expected["apiVersion"].as_str().unwrap().to_string();
+        let name = expected["metadata"]["name"].as_str().unwrap().to_string();
+        let kind_arg = match (api_version.as_str(), kind.as_str()) {
+            ("v1", "Node") => "kubenode".to_string(),
+            _ => kind.to_lowercase(),
+        };
+        let mut args = vec![kind_arg.as_str(), name.as_str()];
+        if let Some(ns) = expected["metadata"]["namespace"].as_str() {
+            args.extend(["-n", ns]);
+        }
+        let mut get = vec!["get"];
+        get.extend(&args);
+        let actual = get_json(&etcd, &get);
+        // asdot is stored normalised.
+        if kind == "BGPConfiguration" {
+            expected["spec"]["asNumber"] = 65546.into();
+        }
+        assert_contains(&actual, &expected, &format!("{kind}/{name}"));
+        assert!(
+            actual["metadata"]["resourceVersion"].is_string(),
+            "{kind} has a revision"
+        );
+    }
+
+    // Apply again: an update of every object, which keeps each object's identity.
+    let before = get_json(&etcd, &["get", "ippool", "pool-v4"]);
+    ok(twillctl(&etcd, &["apply", "-f", EVERY_KIND]));
+    let after = get_json(&etcd, &["get", "ippool", "pool-v4"]);
+    assert_eq!(before["metadata"]["uid"], after["metadata"]["uid"]);
+    assert!(before["metadata"]["uid"].is_string());
+    assert_ne!(
+        before["metadata"]["resourceVersion"],
+        after["metadata"]["resourceVersion"]
+    );
+
+    let table = ok(twillctl(&etcd, &["get", "ippools"]));
+    assert!(table.lines().next().unwrap().contains("CIDR"), "{table}");
+    assert!(
+        table.contains("pool-v4") && table.contains("10.244.0.0/16"),
+        "{table}"
+    );
+    assert!(
+        table.contains("pool-v6") && table.contains("fd00:10:244::/48"),
+        "{table}"
+    );
+
+    let namespace = get_json(&etcd, &["get", "namespace", "shop"]);
+    assert_eq!(
+        namespace["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "shop"
+    );
+
+    ok(twillctl(&etcd, &["delete", "ippool", "pool-v6"]));
+    let pools = get_json(&etcd, &["get", "ippools"]);
+    let names: Vec<&str> = pools["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pool-v4"]);
+
+    ok(twillctl(
+        &etcd,
+        &["delete", "-f", EVERY_KIND, "--ignore-not-found"],
+    ));
+    let weps = get_json(&etcd, &["get", "wep", "-A"]);
+    assert_eq!(weps["items"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn block_size_40_is_refused_naming_block_size_and_not_stored() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pools.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: good}\nspec: {cidr: 10.244.0.0/16}\n---\n\
+         apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: big-blocks}\nspec: {cidr: 10.245.0.0/16, blockSize: 40}\n",
+    )
+    .unwrap();
+    let output = twillctl(&etcd, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("blockSize"), "{stderr}");
+    assert!(stderr.contains("document 2"), "{stderr}");
+    // Nothing is half-written: the valid first document was not stored either.
+    let pools = get_json(&etcd, &["get", "ippools"]);
+    assert_eq!(pools["items"].as_array().unwrap().len(), 0, "{pools}");
+}
+
+#[test]
+fn patch_and_label_change_objects_with_validation() {
+    let etcd = EtcdServer::start().unwrap();
+    ok(twillctl(&etcd, &["apply", "-f", EVERY_KIND]));
+    ok(twillctl(
+        &etcd,
+        &[
+            "patch",
+            "ippool",
+            "pool-v4",
+            "-p",
+            r#"{"spec":{"disabled":true}}"#,
+        ],
+    ));
+    assert_eq!(
+        get_json(&etcd, &["get", "pool", "pool-v4"])["spec"]["disabled"],
+        true
+    );
+    let refused = twillctl(
+        &etcd,
+        &[
+            "patch",
+            "ippool",
+            "pool-v4",
+            "-p",
+            r#"{"spec":{"blockSize":40}}"#,
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("blockSize"));
+    assert_eq!(
+        get_json(&etcd, &["get", "pool", "pool-v4"])["spec"]["blockSize"],
+        26
+    );
+
+    ok(twillctl(
+        &etcd,
+        &["label", "node", "node1", "zone=a", "rack-"],
+    ));
+    let labels = &get_json(&etcd, &["get", "nodes", "node1"])["metadata"]["labels"];
+    assert_eq!(labels["zone"], "a");
+    assert!(labels.get("rack").is_none());
+    let clash = twillctl(&etcd, &["label", "node", "node1", "zone=b"]);
+    assert!(!clash.status.success());
+    ok(twillctl(
+        &etcd,
+        &["label", "node", "node1", "zone=b", "--overwrite"],
+    ));
+}
+
+#[test]
+fn create_refuses_existing_and_replace_refuses_missing() {
+    let etcd = EtcdServer::start().unwrap();
+    ok(twillctl(&etcd, &["create", "-f", EVERY_KIND]));
+    let again = twillctl(&etcd, &["create", "-f", EVERY_KIND]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    ok(twillctl(&etcd, &["replace", "-f", EVERY_KIND]));
+    ok(twillctl(&etcd, &["delete", "ippool", "pool-v4"]));
+    let missing = twillctl(&etcd, &["replace", "-f", EVERY_KIND]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+}
+
+#[test]
+fn unreachable_datastore_names_the_endpoint_and_exits_non_zero_quickly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_twillctl"))
+        .args(["get", "ippools"])
+        .env("TWILL_DATASTORE", "etcd")
+        .env("TWILL_ETCD_ENDPOINTS", &endpoint)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&endpoint), "{stderr}");
+}
+
+#[test]
+fn crds_and_version_need_no_datastore() {
+    let crds = Command::new(env!("CARGO_BIN_EXE_twillctl"))
+        .arg("crds")
+        .output()
+        .unwrap();
+    assert!(crds.status.success());
+    assert!(String::from_utf8_lossy(&crds.stdout).contains("ippools.networking.twill.dev"));
+    let version = Command::new(env!("CARGO_BIN_EXE_twillctl"))
+        .arg("version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("twillctl "));
+    let _ = Path::new(EVERY_KIND);
+}

@@ -1,0 +1,136 @@
+//! The controller loop: on every change of a `Node` or `IPPool` (and on a periodic resync)
+//! run one pass — reconcile blocks with nodes and pools, collect garbage, refresh metrics.
+//!
+//! A pass is idempotent and re-reads everything it acts on, so what triggered it does not
+//! matter; a burst of watch events is coalesced into one pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use twill_api::datastore::Datastore;
+use twill_api::resources::{IPPool, Node};
+
+use crate::allocator::{Ipam, IpamError, Settings};
+use crate::gc::{Gc, PassReport};
+use crate::inventory::{Inventory, WorkloadSource};
+use crate::metrics::Metrics;
+use crate::reconcile::{self, Applied, load_nodes};
+
+/// How the controller behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct ControllerConfig {
+    /// How long an allocation without a workload waits before GC releases it.
+    pub gc_grace: Duration,
+    /// A full pass at least this often, even without events.
+    pub resync: Duration,
+    /// Where live workloads are read.
+    pub source: WorkloadSource,
+}
+
+/// What one pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassSummary {
+    /// Block reconciliation.
+    pub blocks: Applied,
+    /// Garbage collection.
+    pub gc: PassReport,
+}
+
+/// The controller's state between passes.
+#[derive(Debug)]
+pub struct Controller {
+    ds: Datastore,
+    ipam: Ipam,
+    gc: Gc,
+    metrics: Arc<Metrics>,
+    config: ControllerConfig,
+}
+
+impl Controller {
+    /// A controller over `ds`.
+    pub fn new(ds: Datastore, config: ControllerConfig, metrics: Arc<Metrics>) -> Self {
+        Controller {
+            ipam: Ipam::new(ds.clone()).with_settings_ttl(Duration::ZERO),
+            gc: Gc::new(config.gc_grace, config.source),
+            ds,
+            metrics,
+            config,
+        }
+    }
+
+    async fn reconcile_blocks(&self) -> Result<Applied, IpamError> {
+        let settings = Settings::load(&self.ds).await?;
+        let inv = Inventory::load(&self.ds, self.config.source).await?;
+        let nodes = load_nodes(&self.ds).await?;
+        let steps = reconcile::plan(&inv, &nodes, settings.config);
+        let applied = reconcile::apply(
+            &self.ds,
+            &inv,
+            &nodes,
+            settings.config,
+            &settings.reservations,
+            steps,
+        )
+        .await?;
+        Ok(applied)
+    }
+
+    /// One full pass.
+    pub async fn pass(&mut self) -> Result<PassSummary, IpamError> {
+        let mut summary = PassSummary {
+            blocks: self.reconcile_blocks().await?,
+            gc: self.gc.pass(&self.ipam).await?,
+        };
+        if summary.gc.released > 0 {
+            // Blocks GC just emptied (a gone node's) can be released now, not next pass.
+            let again = self.reconcile_blocks().await?;
+            summary.blocks.released += again.released;
+            summary.blocks.claimed += again.claimed;
+            summary.blocks.affinities += again.affinities;
+        }
+        let inv = Inventory::load(&self.ds, self.config.source).await?;
+        let nodes = load_nodes(&self.ds).await?;
+        self.metrics.observe(&inv, &nodes);
+        self.metrics
+            .gc_candidates
+            .set(i64::try_from(summary.gc.candidates).unwrap_or(i64::MAX));
+        if summary.gc.released > 0 {
+            self.metrics
+                .gc_released
+                .get_or_create(&vec![("reason".to_owned(), "any".to_owned())])
+                .inc_by(summary.gc.released as u64);
+        }
+        self.metrics.passes.inc();
+        Ok(summary)
+    }
+
+    /// Runs passes on changes and every `resync` until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut nodes = self.ds.watch::<Node>(None, None);
+        let mut pools = self.ds.watch::<IPPool>(None, None);
+        let mut tick = tokio::time::interval(self.config.resync);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = tick.tick() => {}
+                Some(_) = nodes.next() => {}
+                Some(_) = pools.next() => {}
+            }
+            // Coalesce a burst of events into one pass.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while let Some(Some(_)) = nodes.next().now_or_never() {}
+            while let Some(Some(_)) = pools.next().now_or_never() {}
+            match self.pass().await {
+                Ok(s) if s != PassSummary::default() => tracing::info!(?s, "pass done"),
+                Ok(_) => {}
+                Err(e) => {
+                    self.metrics.error(e.kind_label());
+                    tracing::warn!(error = %e, "pass failed; retrying at the next trigger");
+                }
+            }
+        }
+    }
+}
