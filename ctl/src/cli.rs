@@ -5,9 +5,11 @@
 use std::io::Write;
 
 use clap::{Parser, Subcommand};
-use twill_api::datastore::{Datastore, DatastoreArgs};
+use twill_api::datastore::{Datastore, DatastoreArgs, DatastoreType};
 
+use crate::bgp::{BgpCommand, NodeStatusArgs};
 use crate::error::{CtlError, Result};
+use crate::ipam::IpamArgs;
 use crate::resources::delete::DeleteArgs;
 use crate::resources::get::GetArgs;
 use crate::resources::patch::{LabelArgs, PatchArgs};
@@ -40,20 +42,59 @@ pub enum Command {
     Patch(PatchArgs),
     /// Set or remove labels of a resource.
     Label(LabelArgs),
+    /// IPAM: usage per pool and block, consistency check, release an address.
+    Ipam(IpamArgs),
+    /// BGP status of this node's speaker: peers and routes.
+    #[command(subcommand)]
+    Bgp(BgpCommand),
+    /// This node's status (BGP sessions).
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Print the CRDs generated from the resource types.
     Crds,
     /// Print the version.
     Version,
 }
 
+/// `twillctl node ...`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// This node's BGP sessions (peer, AS, type, state, since, prefixes).
+    Status(NodeStatusArgs),
+}
+
 impl Command {
     /// Whether the command talks to the datastore (connect first) or not.
     pub fn needs_datastore(&self) -> bool {
-        !matches!(self, Command::Crds | Command::Version)
+        !matches!(
+            self,
+            Command::Crds | Command::Version | Command::Bgp(_) | Command::Node(_)
+        )
     }
 
-    /// Runs the command. `ds` is `Some` when [`needs_datastore`](Self::needs_datastore).
-    pub async fn run(&self, ds: Option<&Datastore>, out: &mut dyn Write) -> Result<()> {
+    /// Runs the command and returns its exit status (0, or what the command reports, such
+    /// as `ipam check` finding problems). `ds` is `Some` when
+    /// [`needs_datastore`](Self::needs_datastore); `mode` is the datastore type.
+    pub async fn run(
+        &self,
+        ds: Option<&Datastore>,
+        mode: DatastoreType,
+        out: &mut dyn Write,
+    ) -> Result<i32> {
+        let need = || ds.ok_or_else(|| CtlError::Usage("no datastore connected".into()));
+        let mut out = out;
+        match self {
+            Command::Ipam(args) => return args.run(need()?, mode, out).await,
+            Command::Bgp(cmd) => crate::bgp::run_bgp(cmd.clone(), &mut out).await?,
+            Command::Node(NodeCommand::Status(args)) => {
+                crate::bgp::run_node_status(args.clone(), &mut out).await?
+            }
+            other => other.run_resources(ds, out).await?,
+        }
+        Ok(0)
+    }
+
+    async fn run_resources(&self, ds: Option<&Datastore>, out: &mut dyn Write) -> Result<()> {
         let need = || ds.ok_or_else(|| CtlError::Usage("no datastore connected".into()));
         match self {
             Command::Get(args) => args.run(need()?, out).await,
@@ -70,18 +111,21 @@ impl Command {
             }
             Command::Version => writeln!(out, "twillctl {}", env!("CARGO_PKG_VERSION"))
                 .map_err(|e| CtlError::Output(e.to_string())),
+            Command::Ipam(_) | Command::Bgp(_) | Command::Node(_) => Ok(()),
         }
     }
 }
 
 impl Cli {
-    /// Connects when needed and runs the command.
-    pub async fn run(&self, out: &mut dyn Write) -> Result<()> {
+    /// Connects when needed, runs the command and returns its exit status.
+    pub async fn run(&self, out: &mut dyn Write) -> Result<i32> {
         let ds = if self.command.needs_datastore() {
             Some(self.datastore.connect().await?)
         } else {
             None
         };
-        self.command.run(ds.as_ref(), out).await
+        self.command
+            .run(ds.as_ref(), self.datastore.datastore, out)
+            .await
     }
 }

@@ -20,6 +20,8 @@ pub enum CtlError {
     },
     #[error("cannot write output: {0}")]
     Output(String),
+    #[error(transparent)]
+    Bgp(#[from] crate::bgp::BgpCtlError),
 }
 
 impl CtlError {

@@ -17,8 +17,12 @@ fn main() {
         }
     };
     let mut stdout = std::io::stdout().lock();
-    if let Err(error) = runtime.block_on(cli.run(&mut stdout)) {
-        eprintln!("error: {error}");
-        std::process::exit(error.exit_code());
+    match runtime.block_on(cli.run(&mut stdout)) {
+        Ok(0) => {}
+        Ok(status) => std::process::exit(status),
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::exit(error.exit_code());
+        }
     }
 }

@@ -49,6 +49,9 @@ impl DeleteArgs {
             }
         }
         for (kind, namespace, name) in targets {
+            if kind.kind == "IPPool" {
+                crate::ipam::refuse_pool_delete_in_use(ds, &name).await?;
+            }
             match ds
                 .backend()
                 .delete(kind, namespace.as_deref(), &name, None)
