@@ -1,31 +1,59 @@
-//! `twill-felix`, the per-node agent.
+//! `twill-felix`, the per-node agent: parses its configuration (exit 64 when it cannot
+//! work), sets up logging, runs the agent until SIGTERM or SIGINT.
 
 use clap::Parser;
-
-/// Twill's per-node agent.
-#[derive(Parser, Debug)]
-#[command(name = "twill-felix", version)]
-struct Args {
-    /// Datastore: kubernetes or etcd.
-    #[arg(long, env = "TWILL_DATASTORE", default_value = "kubernetes")]
-    datastore: String,
-    /// etcd endpoints (comma-separated URLs).
-    #[arg(long, env = "TWILL_ETCD_ENDPOINTS", value_delimiter = ',')]
-    etcd_endpoints: Vec<String>,
-    /// This node's name (default: hostname).
-    #[arg(long, env = "TWILL_NODE_NAME")]
-    node_name: Option<String>,
-    /// Unix socket for the CNI shim and the BGP control API.
-    #[arg(
-        long,
-        env = "TWILL_AGENT_SOCKET",
-        default_value = "/var/run/twill/agent.sock"
-    )]
-    agent_socket: std::path::PathBuf,
-}
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+use twill_felix::config::Args;
 
 fn main() {
-    let _args = Args::parse();
-    eprintln!("twill-felix: the node agent is not built yet");
-    std::process::exit(64);
+    let config = match Args::parse().into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("twill-felix: {e}");
+            std::process::exit(64);
+        }
+    };
+    let filter = match EnvFilter::try_new(&config.log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("twill-felix: --log {:?}: {e}", config.log);
+            std::process::exit(64);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("twill-felix: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+            }
+            let _ = tx.send(true);
+        });
+        twill_felix::agent::run(config, rx)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    });
+    if let Err(e) = result {
+        tracing::error!(error = %e, "twill-felix stopped");
+        eprintln!("twill-felix: {e}");
+        std::process::exit(1);
+    }
 }

@@ -7,6 +7,10 @@ pub mod server;
 pub mod service;
 pub mod traits;
 
+/// The CNI_ARGS key that carries a workload's labels when no orchestrator API holds them
+/// (etcd mode, the lab): `TWILL_POD_LABELS=app=web,tier=front`.
+pub const LABELS_ARG: &str = "TWILL_POD_LABELS";
+
 pub use server::{AgentService, bind, serve};
 pub use service::CniService;
 pub use traits::{AllocateRequest, Endpoint, EndpointKey, Endpoints, Ipam, IpamError, StoreError};

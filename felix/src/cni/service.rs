@@ -5,8 +5,11 @@
 //! Every outcome is a CNI result or a CNI error object with a spec code: this layer never
 //! lets a transport error or a panic stand in for an answer.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+
+use tokio::sync::RwLock;
 
 use ipnet::IpNet;
 use serde_json::Value;
@@ -29,6 +32,10 @@ pub struct CniService {
     endpoints: Arc<dyn Endpoints>,
     pods: Arc<PodNetwork>,
     default_mtu: u32,
+    /// Held shared by every ADD, DEL and GC for its whole run, and exclusively by whoever
+    /// diffs felix's host routes against the endpoints: a pod whose route is in the kernel
+    /// but whose record is not yet stored must never look stale.
+    lock: Arc<RwLock<()>>,
 }
 
 impl std::fmt::Debug for CniService {
@@ -70,6 +77,26 @@ fn parse_config(req: &CniRequest) -> Result<(NetConf, Value), CniError> {
             .with_details(e.to_string())
     })?;
     Ok((conf, raw))
+}
+
+/// The labels passed in CNI_ARGS ([`super::LABELS_ARG`]): `k=v` pairs separated by `,`.
+fn labels_of(req: &CniRequest) -> Result<BTreeMap<String, String>, CniError> {
+    let mut labels = BTreeMap::new();
+    for (key, value) in &req.args.other {
+        if key != super::LABELS_ARG {
+            continue;
+        }
+        for pair in value.split(',').filter(|p| !p.is_empty()) {
+            let Some((k, v)) = pair.split_once('=') else {
+                return Err(CniError::new(
+                    code::INVALID_ENV,
+                    format!("CNI_ARGS {}: {pair:?} is not key=value", super::LABELS_ARG),
+                ));
+            };
+            labels.insert(k.to_string(), v.to_string());
+        }
+    }
+    Ok(labels)
 }
 
 fn key_of(conf: &NetConf, req: &CniRequest) -> EndpointKey {
@@ -136,7 +163,14 @@ impl CniService {
             endpoints,
             pods,
             default_mtu,
+            lock: Arc::new(RwLock::new(())),
         }
+    }
+
+    /// The lock that keeps route sync out of in-flight ADD, DEL and GC (take it for
+    /// writing around a sync of pod routes).
+    pub fn dataplane_lock(&self) -> Arc<RwLock<()>> {
+        self.lock.clone()
     }
 
     fn validate_attachment(req: &CniRequest, netns_required: bool) -> Result<(), CniError> {
@@ -148,8 +182,10 @@ impl CniService {
     /// CNI ADD.
     pub async fn add(&self, req: &CniRequest) -> CniOutcome {
         Self::validate_attachment(req, true)?;
+        let _guard = self.lock.read().await;
         let (conf, _) = parse_config(req)?;
         let key = key_of(&conf, req);
+        let labels = labels_of(req)?;
         // A repeated ADD (the runtime never saw our answer) starts from a clean slate.
         if self
             .endpoints
@@ -192,6 +228,7 @@ impl CniService {
             netns: req.netns.clone(),
             pod_namespace: req.args.k8s_pod_namespace.clone(),
             pod_name: req.args.k8s_pod_name.clone(),
+            labels,
             host_ifname: plumbed.host_ifname,
             pod_mac: plumbed.pod_mac,
             ips,
@@ -231,6 +268,7 @@ impl CniService {
     /// CNI DEL: succeeds when the netns, the interface or the allocation is already gone.
     pub async fn del(&self, req: &CniRequest) -> CniOutcome {
         Self::validate_attachment(req, false)?;
+        let _guard = self.lock.read().await;
         let (conf, _) = parse_config(req)?;
         self.teardown(&key_of(&conf, req)).await?;
         tracing::info!(container = %req.container_id, ifname = %req.ifname, "pod deleted");
@@ -285,6 +323,7 @@ impl CniService {
     /// and releases IPAM handles of the network that no valid attachment owns.
     pub async fn gc(&self, req: &CniRequest) -> CniOutcome {
         let (conf, raw) = parse_config(req)?;
+        let _guard = self.lock.read().await;
         let valid: Vec<(String, String)> = match raw.get("cni.dev/valid-attachments") {
             None => Vec::new(),
             Some(v) => v

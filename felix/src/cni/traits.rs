@@ -6,6 +6,7 @@
 //! datastore. Implementations must be idempotent where the docs say so: the runtime
 //! retries, and DEL must succeed when things are already gone.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use async_trait::async_trait;
@@ -77,6 +78,9 @@ pub struct Endpoint {
     pub netns: String,
     pub pod_namespace: String,
     pub pod_name: String,
+    /// The workload's labels (policy selects on them); in etcd mode they come from the
+    /// CNI_ARGS key [`LABELS_ARG`](crate::cni::LABELS_ARG).
+    pub labels: BTreeMap<String, String>,
     pub host_ifname: String,
     pub pod_mac: String,
     pub ips: Vec<IpAddr>,

@@ -1,0 +1,264 @@
+//! The BGP plan as behaviours: mesh, explicit peers, selectors both ways, reflectors,
+//! filters, and objects that cannot be used.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use twill_api::resources::{
+    AsNumber, BGPConfiguration, BGPConfigurationSpec, BGPFilter, BGPPeer, BGPPeerSpec, Node,
+    NodeBGPSpec, NodeSpec,
+};
+
+use super::*;
+
+fn node(name: &str, v4: &str, labels: &[(&str, &str)]) -> (String, Node) {
+    let n = Node {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        spec: NodeSpec {
+            bgp: Some(NodeBGPSpec {
+                ipv4_address: Some(format!("{v4}/24")),
+                ..Default::default()
+            }),
+        },
+        status: None,
+    };
+    (name.to_string(), n)
+}
+
+fn peer(name: &str, spec: BGPPeerSpec) -> (String, BGPPeer) {
+    let mut p = BGPPeer::new(name, spec);
+    p.metadata.name = Some(name.into());
+    (name.to_string(), p)
+}
+
+struct World {
+    nodes: BTreeMap<String, Node>,
+    configs: BTreeMap<String, BGPConfiguration>,
+    peers: BTreeMap<String, BGPPeer>,
+    filters: BTreeMap<String, BGPFilter>,
+}
+
+impl World {
+    fn three() -> World {
+        World {
+            nodes: [
+                node("n1", "192.0.2.11", &[("rack", "a")]),
+                node("n2", "192.0.2.12", &[("rack", "a")]),
+                node("n3", "192.0.2.13", &[("rack", "b"), ("rr", "true")]),
+            ]
+            .into(),
+            configs: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            filters: BTreeMap::new(),
+        }
+    }
+
+    fn plan(&self, me: &str) -> BgpPlan {
+        plan(BgpInputs {
+            node: me,
+            nodes: &self.nodes,
+            configs: &self.configs,
+            peers: &self.peers,
+            filters: &self.filters,
+        })
+    }
+
+    fn mesh(&mut self, on: bool, asn: Option<u32>) {
+        self.configs.insert(
+            "default".into(),
+            BGPConfiguration::new(
+                "default",
+                BGPConfigurationSpec {
+                    node_to_node_mesh_enabled: Some(on),
+                    as_number: asn.map(AsNumber),
+                    ..Default::default()
+                },
+            ),
+        );
+    }
+}
+
+fn addrs(p: &BgpPlan) -> Vec<String> {
+    p.peers.iter().map(|p| p.address.to_string()).collect()
+}
+
+#[test]
+fn full_mesh_by_default_with_the_default_asn() {
+    let w = World::three();
+    let p = w.plan("n1");
+    assert_eq!(p.asn, DEFAULT_ASN);
+    assert_eq!(p.router_id.to_string(), "192.0.2.11");
+    assert_eq!(p.listen_port, 179);
+    assert_eq!(addrs(&p), ["192.0.2.12", "192.0.2.13"]);
+    assert!(p.peers.iter().all(|x| x.asn == DEFAULT_ASN
+        && x.families == [Family::Ipv4Unicast]
+        && x.source_address == Some("192.0.2.11".parse().unwrap())));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+#[test]
+fn mesh_off_leaves_only_explicit_peers() {
+    let mut w = World::three();
+    w.mesh(false, Some(65010));
+    w.peers.extend([peer(
+        "tor",
+        BGPPeerSpec {
+            peer_ip: Some("192.0.2.1".into()),
+            as_number: Some(AsNumber(65000)),
+            ..Default::default()
+        },
+    )]);
+    let p = w.plan("n2");
+    assert_eq!(p.asn, 65010);
+    assert_eq!(addrs(&p), ["192.0.2.1"]);
+    assert_eq!(p.peers[0].asn, 65000);
+    assert!(!p.peers[0].next_hop_self, "eBGP needs no next-hop-self");
+}
+
+#[test]
+fn peer_by_node_name_or_selector_applies_only_to_those_nodes() {
+    let mut w = World::three();
+    w.mesh(false, None);
+    w.peers.extend([
+        peer(
+            "only-n1",
+            BGPPeerSpec {
+                node: Some("n1".into()),
+                peer_ip: Some("198.51.100.1:1179".into()),
+                as_number: Some(AsNumber(65001)),
+                ..Default::default()
+            },
+        ),
+        peer(
+            "rack-b",
+            BGPPeerSpec {
+                node_selector: Some("rack == 'b'".into()),
+                peer_ip: Some("198.51.100.2".into()),
+                as_number: Some(AsNumber(65002)),
+                ..Default::default()
+            },
+        ),
+    ]);
+    let p1 = w.plan("n1");
+    assert_eq!(addrs(&p1), ["198.51.100.1"]);
+    assert_eq!(p1.peers[0].port, 1179);
+    assert!(w.plan("n2").peers.is_empty());
+    assert_eq!(addrs(&w.plan("n3")), ["198.51.100.2"]);
+}
+
+#[test]
+fn peer_selector_is_symmetric_and_reflectors_take_clients() {
+    let mut w = World::three();
+    w.mesh(false, None);
+    w.nodes
+        .get_mut("n3")
+        .unwrap()
+        .spec
+        .bgp
+        .as_mut()
+        .unwrap()
+        .route_reflector_cluster_id = Some("192.0.2.13".into());
+    w.peers.extend([peer(
+        "to-rr",
+        BGPPeerSpec {
+            node_selector: Some("!has(rr)".into()),
+            peer_selector: Some("rr == 'true'".into()),
+            ..Default::default()
+        },
+    )]);
+    let client = w.plan("n1");
+    assert_eq!(addrs(&client), ["192.0.2.13"]);
+    assert!(!client.peers[0].route_reflector_client);
+    let rr = w.plan("n3");
+    assert_eq!(rr.cluster_id, Some("192.0.2.13".parse().unwrap()));
+    assert_eq!(addrs(&rr), ["192.0.2.11", "192.0.2.12"]);
+    assert!(rr.peers.iter().all(|p| p.route_reflector_client));
+}
+
+#[test]
+fn per_node_as_override_makes_ebgp_between_nodes() {
+    let mut w = World::three();
+    w.nodes
+        .get_mut("n2")
+        .unwrap()
+        .spec
+        .bgp
+        .as_mut()
+        .unwrap()
+        .as_number = Some(AsNumber(65102));
+    let p = w.plan("n1");
+    let n2 = p
+        .peers
+        .iter()
+        .find(|x| x.address.to_string() == "192.0.2.12")
+        .unwrap();
+    assert_eq!(n2.asn, 65102);
+    assert_eq!(w.plan("n2").asn, 65102);
+}
+
+#[test]
+fn filters_are_converted_and_unknown_names_dropped_with_a_warning() {
+    let mut w = World::three();
+    w.mesh(false, None);
+    let filter: BGPFilter = serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.twill.dev/v1", "kind": "BGPFilter",
+        "metadata": {"name": "no-default"},
+        "spec": {"exportV4": [{"cidr": "0.0.0.0/0", "matchOperator": "Equal", "action": "Reject"}]}
+    }))
+    .unwrap();
+    w.filters.insert("no-default".into(), filter);
+    w.peers.extend([peer(
+        "tor",
+        BGPPeerSpec {
+            peer_ip: Some("192.0.2.1".into()),
+            as_number: Some(AsNumber(65000)),
+            filters: vec!["no-default".into(), "missing".into()],
+            ..Default::default()
+        },
+    )]);
+    let p = w.plan("n1");
+    assert_eq!(p.peers[0].export, ["no-default"]);
+    assert_eq!(p.filters["no-default"].export_v4.len(), 1);
+    assert!(
+        p.warnings.iter().any(|w| w.contains("missing")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn unusable_peers_are_skipped_with_warnings() {
+    let mut w = World::three();
+    w.mesh(false, None);
+    w.peers.extend([
+        peer(
+            "no-asn",
+            BGPPeerSpec {
+                peer_ip: Some("192.0.2.1".into()),
+                ..Default::default()
+            },
+        ),
+        peer("nothing", BGPPeerSpec::default()),
+    ]);
+    let p = w.plan("n1");
+    assert!(p.peers.is_empty());
+    assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+}
+
+#[test]
+fn restart_time_parses_durations() {
+    assert_eq!(parse_restart_time("120s"), Ok(120));
+    assert_eq!(parse_restart_time("2m"), Ok(120));
+    assert_eq!(parse_restart_time("90"), Ok(90));
+    assert!(parse_restart_time("2h").is_err());
+    assert!(parse_restart_time("soon").is_err());
+}

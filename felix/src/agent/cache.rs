@@ -1,0 +1,152 @@
+//! felix's view of the datastore: one watch per kind it needs, each feeding changes to the
+//! reconciler (the only owner of the [`Snapshot`]) as small closures over a channel.
+//!
+//! A watch starts with a full list (`Relisted`), resumes by itself, and re-lists when the
+//! datastore says it fell too far behind; the snapshot is replaced, never merged, on a
+//! re-list. A kind counts as synced after its first list.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use twill_api::datastore::WatchEvent;
+use twill_api::resources::native::{Namespace, NetworkPolicy};
+use twill_api::resources::{
+    BGPConfiguration, BGPFilter, BGPPeer, GlobalNetworkPolicy, IPAMBlock, IPPool, Node,
+    WorkloadEndpoint,
+};
+use twill_api::{Datastore, Resource};
+
+use twill_bgpd::task::TaskGuard;
+
+/// `namespace/name` (or `name` for cluster-scoped kinds).
+pub type Key = String;
+
+/// Every object felix watches, by kind.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub nodes: BTreeMap<Key, Node>,
+    pub bgp_configs: BTreeMap<Key, BGPConfiguration>,
+    pub bgp_peers: BTreeMap<Key, BGPPeer>,
+    pub bgp_filters: BTreeMap<Key, BGPFilter>,
+    pub pools: BTreeMap<Key, IPPool>,
+    pub blocks: BTreeMap<Key, IPAMBlock>,
+    pub endpoints: BTreeMap<Key, WorkloadEndpoint>,
+    pub namespaces: BTreeMap<Key, Namespace>,
+    pub network_policies: BTreeMap<Key, NetworkPolicy>,
+    pub global_policies: BTreeMap<Key, GlobalNetworkPolicy>,
+    /// Kinds listed at least once.
+    pub synced: Vec<&'static str>,
+}
+
+/// How many kinds felix watches (the snapshot is complete when all are synced).
+pub const WATCHED_KINDS: usize = 10;
+
+impl Snapshot {
+    pub fn is_complete(&self) -> bool {
+        self.synced.len() == WATCHED_KINDS
+    }
+}
+
+/// A change to apply to the snapshot, and the kind it concerns.
+pub struct Change {
+    pub kind: &'static str,
+    pub apply: Box<dyn FnOnce(&mut Snapshot) + Send>,
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Change({})", self.kind)
+    }
+}
+
+/// Where in the snapshot a kind lives.
+pub trait Cached: Resource {
+    fn slot(s: &mut Snapshot) -> &mut BTreeMap<Key, Self>;
+}
+
+macro_rules! cached {
+    ($($ty:ty => $field:ident),* $(,)?) => {
+        $(impl Cached for $ty {
+            fn slot(s: &mut Snapshot) -> &mut BTreeMap<Key, Self> {
+                &mut s.$field
+            }
+        })*
+    };
+}
+
+cached! {
+    Node => nodes,
+    BGPConfiguration => bgp_configs,
+    BGPPeer => bgp_peers,
+    BGPFilter => bgp_filters,
+    IPPool => pools,
+    IPAMBlock => blocks,
+    WorkloadEndpoint => endpoints,
+    Namespace => namespaces,
+    NetworkPolicy => network_policies,
+    GlobalNetworkPolicy => global_policies,
+}
+
+/// The snapshot key of an object.
+pub fn key_of<T: kube::Resource>(o: &T) -> Key {
+    let meta = o.meta();
+    let name = meta.name.clone().unwrap_or_default();
+    match meta.namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+        _ => name,
+    }
+}
+
+fn change_of<T: Cached>(event: WatchEvent<T>) -> Change {
+    let kind = T::kind_info().kind;
+    let apply: Box<dyn FnOnce(&mut Snapshot) + Send> = match event {
+        WatchEvent::Added(o) | WatchEvent::Modified(o) => Box::new(move |s| {
+            T::slot(s).insert(key_of(&o), o);
+        }),
+        WatchEvent::Deleted(o) => Box::new(move |s| {
+            T::slot(s).remove(&key_of(&o));
+        }),
+        WatchEvent::Relisted { items, .. } => Box::new(move |s| {
+            *T::slot(s) = items.into_iter().map(|o| (key_of(&o), o)).collect();
+            if !s.synced.contains(&kind) {
+                s.synced.push(kind);
+            }
+        }),
+    };
+    Change { kind, apply }
+}
+
+/// Watches one kind until the receiver goes away.
+fn watch<T: Cached>(ds: &Datastore, tx: mpsc::Sender<Change>) -> TaskGuard {
+    let mut stream = ds.watch::<T>(None, None);
+    TaskGuard::spawn(async move {
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => {
+                    if tx.send(change_of(event)).await.is_err() {
+                        return;
+                    }
+                }
+                // The stream backs off and resumes by itself.
+                Err(e) => tracing::warn!(kind = T::kind_info().kind, error = %e, "watch error"),
+            }
+        }
+    })
+}
+
+/// Starts the watches of every kind felix needs.
+pub fn watch_all(ds: &Datastore, tx: &mpsc::Sender<Change>) -> Vec<TaskGuard> {
+    vec![
+        watch::<Node>(ds, tx.clone()),
+        watch::<BGPConfiguration>(ds, tx.clone()),
+        watch::<BGPPeer>(ds, tx.clone()),
+        watch::<BGPFilter>(ds, tx.clone()),
+        watch::<IPPool>(ds, tx.clone()),
+        watch::<IPAMBlock>(ds, tx.clone()),
+        watch::<WorkloadEndpoint>(ds, tx.clone()),
+        watch::<Namespace>(ds, tx.clone()),
+        watch::<NetworkPolicy>(ds, tx.clone()),
+        watch::<GlobalNetworkPolicy>(ds, tx.clone()),
+    ]
+}

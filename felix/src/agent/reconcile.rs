@@ -1,0 +1,304 @@
+//! The reconciler: the one owner of felix's view of the cluster. It applies datastore
+//! changes to the [`Snapshot`], and after each burst of changes (or drift, or the periodic
+//! resync) makes the node match: BGP sessions, the prefixes it announces, and its host
+//! routes. Each step is idempotent and computed from plain data; a failed step is retried
+//! one second later, and a full resync re-reads everything from the kernel anyway.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tokio::sync::{RwLock, mpsc, watch};
+use twill_bgpd::kernel::KernelConfig;
+use twill_bgpd::{Speaker, SpeakerConfig};
+
+use super::bgp::{BgpInputs, BgpPlan, plan};
+use super::bgp_api::SpeakerSlot;
+use super::cache::{Change, Snapshot};
+use super::drift::Drift;
+use super::endpoints::EndpointStore;
+use super::health::Health;
+use super::local::{Owned, announce_diff, desired_routes, originated, owned};
+use crate::dataplane::{BGPD_ROUTE_PROTOCOL, PodNetwork};
+
+/// What needs redoing.
+#[derive(Debug, Default, Clone, Copy)]
+struct Dirty {
+    bgp: bool,
+    routes: bool,
+}
+
+impl Dirty {
+    fn all() -> Dirty {
+        Dirty {
+            bgp: true,
+            routes: true,
+        }
+    }
+
+    fn any(self) -> bool {
+        self.bgp || self.routes
+    }
+
+    fn of_kind(kind: &str) -> Dirty {
+        match kind {
+            "Node" | "BGPConfiguration" | "BGPPeer" | "BGPFilter" => Dirty {
+                bgp: true,
+                routes: false,
+            },
+            "IPAMBlock" | "WorkloadEndpoint" => Dirty {
+                bgp: false,
+                routes: true,
+            },
+            _ => Dirty::default(),
+        }
+    }
+
+    fn merge(&mut self, o: Dirty) {
+        self.bgp |= o.bgp;
+        self.routes |= o.routes;
+    }
+}
+
+/// The speaker settings that need a new speaker when they change.
+fn identity(p: &BgpPlan) -> (u32, std::net::Ipv4Addr, u16, Option<std::net::Ipv4Addr>) {
+    (p.asn, p.router_id, p.listen_port, p.cluster_id)
+}
+
+/// The configuration of an embedded speaker for `p`, announcing `announce`.
+pub fn speaker_config(p: &BgpPlan, announce: &BTreeSet<IpNet>) -> SpeakerConfig {
+    let mut cfg = SpeakerConfig::new(p.asn, p.router_id);
+    cfg.listen = Some(SocketAddr::new(
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        p.listen_port,
+    ));
+    cfg.kernel = Some(KernelConfig {
+        protocol: BGPD_ROUTE_PROTOCOL,
+        ..KernelConfig::default()
+    });
+    cfg.cluster_id = p.cluster_id;
+    cfg.filters = p.filters.clone();
+    cfg.peers = p.peers.clone();
+    cfg.originate = announce.iter().copied().collect();
+    cfg
+}
+
+/// The BGP plan of `node` for a snapshot.
+pub fn plan_for(node: &str, s: &Snapshot) -> BgpPlan {
+    plan(BgpInputs {
+        node,
+        nodes: &s.nodes,
+        configs: &s.bgp_configs,
+        peers: &s.bgp_peers,
+        filters: &s.bgp_filters,
+    })
+}
+
+/// Everything the reconciler drives.
+pub struct Reconciler {
+    pub node: String,
+    pub snapshot: Snapshot,
+    pub speaker: SpeakerSlot,
+    /// The plan the current speaker runs.
+    pub applied: BgpPlan,
+    /// What the current speaker announces.
+    pub announced: BTreeSet<IpNet>,
+    pub pods: Arc<PodNetwork>,
+    pub store: Arc<EndpointStore>,
+    /// Taken for writing around route sync (see `CniService::dataplane_lock`).
+    pub lock: Arc<RwLock<()>>,
+    pub health: Arc<Health>,
+    pub resync: Duration,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reconciler({})", self.node)
+    }
+}
+
+impl Reconciler {
+    /// The node's share of the IPAM state now.
+    pub fn owned(&self) -> Owned {
+        owned(&self.node, self.snapshot.blocks.values())
+    }
+
+    /// The BGP plan for the current snapshot.
+    pub fn plan(&self) -> BgpPlan {
+        plan_for(&self.node, &self.snapshot)
+    }
+
+    async fn sync_bgp(&mut self) -> Result<(), String> {
+        let plan = self.plan();
+        if plan == self.applied {
+            return Ok(());
+        }
+        for w in plan
+            .warnings
+            .iter()
+            .filter(|w| !self.applied.warnings.contains(w))
+        {
+            tracing::warn!(warning = %w, "BGP configuration");
+        }
+        self.health
+            .metrics
+            .bgp_peers_configured
+            .set(plan.peers.len() as i64);
+        if identity(&plan) != identity(&self.applied) {
+            tracing::info!(
+                asn = plan.asn,
+                router_id = %plan.router_id,
+                port = plan.listen_port,
+                "BGP identity changed: restarting the speaker"
+            );
+            let old = self.speaker.read().await.clone();
+            old.shutdown().await;
+            // The old listener must be gone before the new one binds the same port.
+            let mut slot = self.speaker.write().await;
+            let new = Speaker::start(speaker_config(&plan, &self.announced))
+                .await
+                .map_err(|e| format!("restarting the speaker: {e}"))?;
+            self.health.set_speaker_metrics(new.metrics()).await;
+            *slot = Arc::new(new);
+        } else {
+            let speaker = self.speaker.read().await.clone();
+            speaker
+                .set_peers(plan.peers.clone(), plan.filters.clone())
+                .map_err(|e| format!("updating peers: {e}"))?;
+        }
+        self.applied = plan;
+        Ok(())
+    }
+
+    async fn sync_routes(&mut self) -> Result<(), String> {
+        let owned = self.owned();
+        let announce = originated(&owned);
+        let (add, del) = announce_diff(&self.announced, &announce);
+        if !add.is_empty() || !del.is_empty() {
+            let speaker = self.speaker.read().await.clone();
+            if !add.is_empty() {
+                tracing::info!(prefixes = ?add, "announcing");
+                speaker
+                    .originate(add)
+                    .map_err(|e| format!("originate: {e}"))?;
+            }
+            if !del.is_empty() {
+                tracing::info!(prefixes = ?del, "withdrawing");
+                speaker
+                    .withdraw(del)
+                    .map_err(|e| format!("withdraw: {e}"))?;
+            }
+            self.announced = announce;
+        }
+        self.health
+            .metrics
+            .announced_prefixes
+            .set(self.announced.len() as i64);
+        let _guard = self.lock.write().await;
+        let endpoints = self.store.all().await;
+        self.health
+            .metrics
+            .local_endpoints
+            .set(endpoints.len() as i64);
+        let desired = desired_routes(&owned, &endpoints);
+        let ops = self
+            .pods
+            .sync_routes(&desired)
+            .await
+            .map_err(|e| format!("host routes: {e}"))?;
+        if !ops.is_empty() {
+            tracing::info!(changes = ops.len(), ?ops, "host routes repaired or updated");
+            self.health.metrics.route_changes.inc_by(ops.len() as u64);
+        }
+        Ok(())
+    }
+
+    async fn reconcile(&mut self, dirty: Dirty) -> Result<(), String> {
+        let start = Instant::now();
+        let mut result = Ok(());
+        if dirty.bgp
+            && let Err(e) = self.sync_bgp().await
+        {
+            result = Err(e);
+        }
+        if dirty.routes
+            && let Err(e) = self.sync_routes().await
+        {
+            result = Err(e);
+        }
+        let took = start.elapsed();
+        self.health
+            .metrics
+            .reconciled(if result.is_ok() { "ok" } else { "error" }, took);
+        result
+    }
+
+    /// Runs until `shutdown` turns true or the change channel closes.
+    pub async fn run(
+        mut self,
+        mut changes: mpsc::Receiver<Change>,
+        mut drift: mpsc::UnboundedReceiver<Drift>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut resync = tokio::time::interval(self.resync);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending = Dirty::all();
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        loop {
+            if pending.any() && self.snapshot.is_complete() {
+                match self.reconcile(pending).await {
+                    Ok(()) => {
+                        pending = Dirty::default();
+                        retry_at = None;
+                        self.health.set_ready(true);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reconcile failed; retrying in 1 s");
+                        self.health.set_ready(false);
+                        retry_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                    }
+                }
+            }
+            self.health.beat();
+            let retry = async {
+                match retry_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                c = changes.recv() => {
+                    let Some(c) = c else { return };
+                    pending.merge(Dirty::of_kind(c.kind));
+                    (c.apply)(&mut self.snapshot);
+                    // Take the whole burst before reconciling once.
+                    while let Ok(c) = changes.try_recv() {
+                        pending.merge(Dirty::of_kind(c.kind));
+                        (c.apply)(&mut self.snapshot);
+                    }
+                    if retry_at.is_some() {
+                        // Let the retry timer pace a failing step.
+                        continue;
+                    }
+                }
+                d = drift.recv() => {
+                    let Some(d) = d else { return };
+                    let mut kinds = vec![d];
+                    while let Ok(d) = drift.try_recv() {
+                        if !kinds.contains(&d) {
+                            kinds.push(d);
+                        }
+                    }
+                    tracing::info!(drift = ?kinds, "kernel state changed behind felix's back");
+                    self.health.metrics.drift_repairs.inc();
+                    pending.routes = true;
+                }
+                _ = resync.tick() => pending = Dirty::all(),
+                () = retry => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
