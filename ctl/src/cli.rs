@@ -50,6 +50,8 @@ pub enum Command {
     /// This node's status (BGP sessions).
     #[command(subcommand)]
     Node(NodeCommand),
+    /// The lab: Twill on one machine (nodes, a ToR and pods in network namespaces).
+    Lab(crate::lab::LabArgs),
     /// Print the CRDs generated from the resource types.
     Crds,
     /// Print the version.
@@ -68,7 +70,11 @@ impl Command {
     pub fn needs_datastore(&self) -> bool {
         !matches!(
             self,
-            Command::Crds | Command::Version | Command::Bgp(_) | Command::Node(_)
+            Command::Crds
+                | Command::Version
+                | Command::Bgp(_)
+                | Command::Node(_)
+                | Command::Lab(_)
         )
     }
 
@@ -85,6 +91,7 @@ impl Command {
         let mut out = out;
         match self {
             Command::Ipam(args) => return args.run(need()?, mode, out).await,
+            Command::Lab(args) => return Ok(args.run(out).await?),
             Command::Bgp(cmd) => crate::bgp::run_bgp(cmd.clone(), &mut out).await?,
             Command::Node(NodeCommand::Status(args)) => {
                 crate::bgp::run_node_status(args.clone(), &mut out).await?
@@ -111,7 +118,7 @@ impl Command {
             }
             Command::Version => writeln!(out, "twillctl {}", env!("CARGO_PKG_VERSION"))
                 .map_err(|e| CtlError::Output(e.to_string())),
-            Command::Ipam(_) | Command::Bgp(_) | Command::Node(_) => Ok(()),
+            Command::Ipam(_) | Command::Bgp(_) | Command::Node(_) | Command::Lab(_) => Ok(()),
         }
     }
 }

@@ -22,6 +22,8 @@ pub enum CtlError {
     Output(String),
     #[error(transparent)]
     Bgp(#[from] crate::bgp::BgpCtlError),
+    #[error(transparent)]
+    Lab(#[from] crate::lab::LabError),
 }
 
 impl CtlError {
@@ -29,6 +31,7 @@ impl CtlError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CtlError::Usage(_) | CtlError::Manifest(_) => 2,
+            CtlError::Lab(crate::lab::LabError::Usage(_)) => 2,
             _ => 1,
         }
     }

@@ -7,6 +7,7 @@ pub mod bgp;
 pub mod cli;
 pub mod error;
 pub mod ipam;
+pub mod lab;
 pub mod manifest;
 pub mod output;
 pub mod resources;

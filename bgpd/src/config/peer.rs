@@ -116,6 +116,10 @@ pub struct PeerConfig {
     /// Seconds between connection attempts at first (backoff doubles it up to 60 s).
     #[serde(default)]
     pub connect_retry: Option<u16>,
+    /// Advertise only what this speaker originates, never routes learned from other
+    /// peers (what a node tells its top-of-rack router: "my blocks", not the whole mesh).
+    #[serde(default)]
+    pub export_local_only: bool,
 }
 
 impl PeerConfig {
@@ -138,6 +142,7 @@ impl PeerConfig {
             import: Vec::new(),
             export: Vec::new(),
             connect_retry: None,
+            export_local_only: false,
         }
     }
 

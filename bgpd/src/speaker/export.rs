@@ -104,6 +104,9 @@ fn outbound(ctx: &ExportCtx, peer: &Peer, best: &Path, n: &IpNet) -> Option<Arc<
     if best.source.addr == Some(peer.cfg.address) {
         return None;
     }
+    if peer.cfg.export_local_only && !best.source.is_local() {
+        return None;
+    }
     if best.attrs.communities.contains(&NO_ADVERTISE) {
         return None;
     }

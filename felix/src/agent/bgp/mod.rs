@@ -280,6 +280,10 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
                     ));
                 }
                 p.route_reflector_client = spec.route_reflector_client.unwrap_or(false);
+                // An external router hears this node's own prefixes, not the mesh's:
+                // each node speaks for its blocks, so the router's next hop for a block
+                // is always the node that holds it. A reflector's peers are the exception.
+                p.export_local_only = !p.route_reflector_client;
                 if let Some(t) = spec.max_restart_time.as_deref() {
                     match parse_restart_time(t) {
                         Ok(secs) => {
