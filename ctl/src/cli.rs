@@ -70,11 +70,7 @@ impl Command {
     pub fn needs_datastore(&self) -> bool {
         !matches!(
             self,
-            Command::Crds
-                | Command::Version
-                | Command::Bgp(_)
-                | Command::Node(_)
-                | Command::Lab(_)
+            Command::Crds | Command::Version | Command::Bgp(_) | Command::Node(_) | Command::Lab(_)
         )
     }
 

@@ -217,9 +217,17 @@ mod tests {
             ])
         );
         assert!(parse_labels("").unwrap().is_empty());
-        assert!(parse_labels("app").unwrap_err().to_string().contains("--labels"));
+        assert!(
+            parse_labels("app")
+                .unwrap_err()
+                .to_string()
+                .contains("--labels")
+        );
         let p = parse_port("8080:80").unwrap();
-        assert_eq!((p.host_port, p.container_port, p.protocol.as_str()), (8080, 80, "tcp"));
+        assert_eq!(
+            (p.host_port, p.container_port, p.protocol.as_str()),
+            (8080, 80, "tcp")
+        );
         assert_eq!(parse_port("53:53/udp").unwrap().protocol, "udp");
         assert!(parse_port("80").unwrap_err().to_string().contains("--port"));
         assert!(parse_port("1:2/sctp").is_err());

@@ -98,7 +98,10 @@ async fn exec(
         .args(["netns", "exec", node_ns])
         .arg(&program)
         .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", a.container_id)
         .env("CNI_NETNS", a.netns_path)

@@ -41,7 +41,11 @@ impl Lab {
                 first_error = Some(e);
             }
         }
-        for entry in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let file = entry.file_name().to_string_lossy().into_owned();
             let is_node = file
                 .strip_prefix(&format!("{name}-node"))

@@ -14,9 +14,9 @@
 //! ([`state`]); every later command (and `down` after a crash) works from that record.
 
 mod cli;
+pub mod cni;
 mod down;
 pub mod picture;
-pub mod cni;
 mod pods;
 pub mod relay;
 pub mod state;
@@ -121,7 +121,8 @@ pub fn default_bin_dir() -> Result<PathBuf, LabError> {
     if let Ok(dir) = std::env::var("TWILL_BIN_DIR") {
         return Ok(PathBuf::from(dir));
     }
-    let exe = std::env::current_exe().map_err(|e| LabError::Command(format!("current exe: {e}")))?;
+    let exe =
+        std::env::current_exe().map_err(|e| LabError::Command(format!("current exe: {e}")))?;
     let mut dir = exe
         .parent()
         .map(Path::to_path_buf)
@@ -150,7 +151,9 @@ impl Lab {
     /// The lab's datastore, from the root namespace (through the relay).
     pub async fn datastore(&self) -> Result<Datastore, LabError> {
         let st = self.state()?;
-        Ok(DatastoreArgs::etcd(vec![st.etcd_local_url]).connect().await?)
+        Ok(DatastoreArgs::etcd(vec![st.etcd_local_url])
+            .connect()
+            .await?)
     }
 
     /// The environment that points `twillctl` at this lab (node `node`'s agent socket).

@@ -52,7 +52,9 @@ impl Lab {
                 spec.name, self.name
             )));
         }
-        let result = self.plumb(spec, namespace, node, &st.cni_bin_dir, &netns).await;
+        let result = self
+            .plumb(spec, namespace, node, &st.cni_bin_dir, &netns)
+            .await;
         match result {
             Ok(pod) => {
                 update(&self.name, |s| s.pods.push(pod.clone()))?;

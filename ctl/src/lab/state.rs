@@ -98,16 +98,15 @@ impl State {
                 LabError::io(&path, e)
             }
         })?;
-        serde_json::from_str(&text)
-            .map_err(|e| LabError::State(format!("{}: {e}", path.display())))
+        serde_json::from_str(&text).map_err(|e| LabError::State(format!("{}: {e}", path.display())))
     }
 
     /// Writes atomically (temp file + rename).
     pub fn save(&self) -> Result<(), LabError> {
         let path = State::path(&self.name);
         let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| LabError::State(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| LabError::State(e.to_string()))?;
         std::fs::write(&tmp, text).map_err(|e| LabError::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| LabError::io(&path, e))
     }

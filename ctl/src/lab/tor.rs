@@ -179,7 +179,12 @@ pub fn sessions(kind: TorKind, dir: &Path) -> String {
     let out = match kind {
         TorKind::Bird => sys::run(
             "birdc",
-            &["-s", &dir.join("bird.ctl").to_string_lossy(), "show", "protocols"],
+            &[
+                "-s",
+                &dir.join("bird.ctl").to_string_lossy(),
+                "show",
+                "protocols",
+            ],
         ),
         TorKind::Frr => sys::run(
             "vtysh",

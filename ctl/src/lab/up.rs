@@ -78,8 +78,8 @@ async fn create_or_keep<T: Resource>(ds: &Datastore, object: &T) -> Result<(), L
     }
 }
 
-/// The resources a lab starts with.
-async fn seed(ds: &Datastore) -> Result<(), LabError> {
+/// The resources a lab starts with (the ToR as a `BGPPeer` only when there is one).
+async fn seed(ds: &Datastore, tor: TorKind) -> Result<(), LabError> {
     create_or_keep(
         ds,
         &BGPConfiguration::new(
@@ -105,18 +105,20 @@ async fn seed(ds: &Datastore) -> Result<(), LabError> {
         ),
     )
     .await?;
-    create_or_keep(
-        ds,
-        &BGPPeer::new(
-            "tor",
-            BGPPeerSpec {
-                peer_ip: Some(TOR_ADDRESS.into()),
-                as_number: Some(AsNumber(TOR_ASN)),
-                ..Default::default()
-            },
-        ),
-    )
-    .await?;
+    if tor != TorKind::None {
+        create_or_keep(
+            ds,
+            &BGPPeer::new(
+                "tor",
+                BGPPeerSpec {
+                    peer_ip: Some(TOR_ADDRESS.into()),
+                    as_number: Some(AsNumber(TOR_ASN)),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await?;
+    }
     create_or_keep(
         ds,
         &Namespace {
@@ -220,7 +222,7 @@ impl Lab {
         lab.install_cni(&cni_bin, &spec.bin_dir)?;
         lab.start_datastore(&tor_ns, &dir, &spec.bin_dir)?;
         let ds = lab.wait_datastore().await?;
-        seed(&ds).await?;
+        seed(&ds, spec.tor).await?;
         lab.start_services(spec, &tor_ns, &dir)?;
         lab.wait_bgp(Duration::from_secs(90)).await?;
         let mut pods = Vec::new();
@@ -246,7 +248,10 @@ impl Lab {
         sys::netns_add(tor_ns)?;
         record(name, |s| s.namespaces.push(tor_ns.to_string()))?;
         sys::ip_in(tor_ns, &["link", "add", "br0", "type", "bridge"])?;
-        sys::ip_in(tor_ns, &["addr", "add", &format!("{TOR_ADDRESS}/24"), "dev", "br0"])?;
+        sys::ip_in(
+            tor_ns,
+            &["addr", "add", &format!("{TOR_ADDRESS}/24"), "dev", "br0"],
+        )?;
         sys::ip_in(tor_ns, &["link", "set", "br0", "up"])?;
         sys::sysctl_in(tor_ns, "net.ipv4.ip_forward", "1")?;
         let dir = lab_dir(name);
@@ -432,26 +437,26 @@ impl Lab {
         Ok(())
     }
 
-    /// Waits until every node's speaker has every configured session Established.
+    /// Waits until every node's speaker has its sessions Established: one per other node
+    /// (the mesh) and one with the ToR when there is one.
     pub async fn wait_bgp(&self, limit: Duration) -> Result<(), LabError> {
         let st = self.state()?;
+        let expected = st.nodes.len() - 1 + usize::from(st.tor_kind != TorKind::None.name());
         let deadline = tokio::time::Instant::now() + limit;
         for node in &st.nodes {
             loop {
                 let status = super::picture::sessions_established(&node.socket).await;
                 match status {
-                    Ok((up, total)) if total > 0 && up == total => break,
+                    Ok((up, total)) if total == expected && up == total => break,
                     _ if tokio::time::Instant::now() >= deadline => {
                         let why = match status {
-                            Ok((up, total)) => format!("{up}/{total} BGP sessions established"),
+                            Ok((up, total)) => format!(
+                                "{up}/{total} BGP sessions established, {expected} expected"
+                            ),
                             Err(e) => e,
                         };
                         return Err(match &node.felix {
-                            Some(p) => process_error(
-                                &format!("felix on {}", node.name),
-                                p,
-                                why,
-                            ),
+                            Some(p) => process_error(&format!("felix on {}", node.name), p, why),
                             None => LabError::Timeout(why),
                         });
                     }

@@ -122,7 +122,10 @@ fn mesh_off_leaves_only_explicit_peers() {
     assert_eq!(addrs(&p), ["192.0.2.1"]);
     assert_eq!(p.peers[0].asn, 65000);
     assert!(!p.peers[0].next_hop_self, "eBGP needs no next-hop-self");
-    assert!(p.peers[0].export_local_only, "a ToR hears only the node's own prefixes");
+    assert!(
+        p.peers[0].export_local_only,
+        "a ToR hears only the node's own prefixes"
+    );
 }
 
 #[test]
