@@ -1,5 +1,6 @@
 //! The CNI contract in the lab: a `twill` + `portmap` configuration list gives a working
 //! host port into a pod; bad requests get the spec's error code and change nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the report
 
 use std::io::Write;
 use std::process::{Command, Stdio};

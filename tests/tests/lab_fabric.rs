@@ -3,6 +3,7 @@
 //! through the real `twill` CNI plugin. Every address is unique, every pod reaches the
 //! pods of the other nodes as plain IP (no tunnel device anywhere), the ToR's kernel routes
 //! each node's blocks to that node, and deleting the pods frees every address and route.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the report
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! while felix on the destination node restarts (its kernel routes stay, and the other
 //! node keeps its routes as a graceful-restart helper), nor while a route felix owns is
 //! deleted behind its back (felix puts it back). A deleted pod route comes back too.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the report
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
