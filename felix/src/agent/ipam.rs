@@ -10,10 +10,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 use twill_api::Datastore;
-use twill_api::resources::{IPAMBlock, Node};
+use twill_api::resources::{IPAMBlock, IPPool, Node};
 use twill_ipam::allocator::{Ipam as Allocator, IpamError as AllocError, Request, Settings};
-use twill_ipam::model::block_from_spec;
+use twill_ipam::model::{block_from_spec, pool_from_api};
 use twill_ipam::net::Family;
 
 use crate::cni::{AllocateRequest, Ipam, IpamError};
@@ -22,6 +23,9 @@ use crate::cni::{AllocateRequest, Ipam, IpamError};
 pub struct NodeIpam {
     node: String,
     allocator: Arc<Allocator>,
+    /// The families this node's pools serve, kept current by the reconciler from its
+    /// watches (`None` until the first snapshot: then they are read from the datastore).
+    families: watch::Receiver<Option<(bool, bool)>>,
 }
 
 impl std::fmt::Debug for NodeIpam {
@@ -52,9 +56,32 @@ pub fn families_for(settings: &Settings, labels: &BTreeMap<String, String>) -> (
     (v4, v6)
 }
 
+/// The families the pools in a snapshot serve for a node with `labels`.
+pub fn families_from(
+    pools: impl IntoIterator<Item = IPPool>,
+    labels: &BTreeMap<String, String>,
+) -> (bool, bool) {
+    let settings = Settings {
+        pools: pools
+            .into_iter()
+            .filter_map(|p| pool_from_api(&p).ok())
+            .collect(),
+        ..Settings::default()
+    };
+    families_for(&settings, labels)
+}
+
 impl NodeIpam {
-    pub fn new(node: String, allocator: Arc<Allocator>) -> NodeIpam {
-        NodeIpam { node, allocator }
+    pub fn new(
+        node: String,
+        allocator: Arc<Allocator>,
+        families: watch::Receiver<Option<(bool, bool)>>,
+    ) -> NodeIpam {
+        NodeIpam {
+            node,
+            allocator,
+            families,
+        }
     }
 
     fn ds(&self) -> &Datastore {
@@ -62,6 +89,9 @@ impl NodeIpam {
     }
 
     async fn families(&self) -> Result<(bool, bool), IpamError> {
+        if let Some(f) = *self.families.borrow() {
+            return Ok(f);
+        }
         let settings = Settings::load(self.ds()).await.map_err(map_err)?;
         let labels = match self.ds().get::<Node>(None, &self.node).await {
             Ok(n) => n.metadata.labels.unwrap_or_default(),

@@ -129,7 +129,12 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
             .map_err(AgentError::Endpoints)?,
     );
     let allocator = Arc::new(twill_ipam::allocator::Ipam::new(ds.clone()));
-    let node_ipam = Arc::new(ipam::NodeIpam::new(cfg.node_name.clone(), allocator));
+    let (families_tx, families_rx) = watch::channel(None);
+    let node_ipam = Arc::new(ipam::NodeIpam::new(
+        cfg.node_name.clone(),
+        allocator,
+        families_rx,
+    ));
     let mtu = cfg
         .mtu
         .or(uplink.mtu)
@@ -146,6 +151,17 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
     let speaker = Speaker::start(reconcile::speaker_config(&plan, &announce)).await?;
     tracing::info!(asn = plan.asn, router_id = %plan.router_id, peers = plan.peers.len(), "BGP speaker started");
     health.set_speaker_metrics(speaker.metrics()).await;
+    let labels = snapshot
+        .nodes
+        .get(&cfg.node_name)
+        .and_then(|n| n.metadata.labels.clone())
+        .unwrap_or_default();
+    if snapshot.is_complete() {
+        families_tx.send_replace(Some(ipam::families_from(
+            snapshot.pools.values().cloned(),
+            &labels,
+        )));
+    }
     let slot: bgp_api::SpeakerSlot = Arc::new(RwLock::new(Arc::new(speaker)));
     let reconciler = reconcile::Reconciler {
         node: cfg.node_name.clone(),
@@ -158,6 +174,7 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         lock: cni.dataplane_lock(),
         health: health.clone(),
         resync: cfg.resync,
+        families: families_tx,
     };
 
     let socket = crate::cni::bind(&cfg.agent_socket).map_err(|source| AgentError::Socket {

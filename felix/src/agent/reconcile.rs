@@ -20,6 +20,7 @@ use super::cache::{Change, Snapshot};
 use super::drift::Drift;
 use super::endpoints::EndpointStore;
 use super::health::Health;
+use super::ipam::families_from;
 use super::local::{Owned, announce_diff, desired_routes, originated, owned};
 use crate::dataplane::{BGPD_ROUTE_PROTOCOL, PodNetwork};
 
@@ -111,6 +112,8 @@ pub struct Reconciler {
     pub lock: Arc<RwLock<()>>,
     pub health: Arc<Health>,
     pub resync: Duration,
+    /// The address families this node's pools serve, for IPAM (see `NodeIpam`).
+    pub families: watch::Sender<Option<(bool, bool)>>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -215,6 +218,21 @@ impl Reconciler {
         Ok(())
     }
 
+    fn publish_families(&self) {
+        let labels = self
+            .snapshot
+            .nodes
+            .get(&self.node)
+            .and_then(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
+        let f = families_from(self.snapshot.pools.values().cloned(), &labels);
+        self.families.send_if_modified(|old| {
+            let changed = *old != Some(f);
+            *old = Some(f);
+            changed
+        });
+    }
+
     async fn reconcile(&mut self, dirty: Dirty) -> Result<(), String> {
         let start = Instant::now();
         let mut result = Ok(());
@@ -277,6 +295,9 @@ impl Reconciler {
                     while let Ok(c) = changes.try_recv() {
                         pending.merge(Dirty::of_kind(c.kind));
                         (c.apply)(&mut self.snapshot);
+                    }
+                    if self.snapshot.is_complete() {
+                        self.publish_families();
                     }
                     if retry_at.is_some() {
                         // Let the retry timer pace a failing step.
