@@ -1,7 +1,8 @@
 //! Forwarding survives felix: a continuous ping between pods on two nodes loses nothing
 //! while felix on the destination node restarts (its kernel routes stay, and the other
 //! node keeps its routes as a graceful-restart helper), nor while a route felix owns is
-//! deleted behind its back (felix puts it back). A deleted pod route comes back too.
+//! deleted behind its back (felix puts it back). A deleted pod route, and a deleted route
+//! the embedded speaker learned, come back too.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the report
 
 use std::process::{Child, Command, Stdio};

@@ -114,6 +114,8 @@ pub(crate) enum Command {
     Stats(oneshot::Sender<SpeakerStats>),
     /// Everything submitted so far is in the kernel.
     KernelFlush(oneshot::Sender<()>),
+    /// Re-read our kernel routes and repair them from the RIB.
+    KernelResync,
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -237,6 +239,11 @@ impl Speaker {
         let (tx, rx) = oneshot::channel();
         self.send(Command::KernelFlush(tx))?;
         rx.await.map_err(|_| SpeakerError::Stopped)
+    }
+
+    /// Repairs the speaker's kernel routes from the RIB (after someone else changed them).
+    pub fn resync_kernel(&self) -> Result<(), SpeakerError> {
+        self.send(Command::KernelResync)
     }
 
     /// Prometheus metrics of this speaker.

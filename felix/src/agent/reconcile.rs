@@ -314,7 +314,13 @@ impl Reconciler {
                     }
                     tracing::info!(drift = ?kinds, "kernel state changed behind felix's back");
                     self.health.metrics.drift_repairs.inc();
-                    pending.routes = true;
+                    if kinds.contains(&Drift::BgpRoute) {
+                        let speaker = self.speaker.read().await.clone();
+                        if let Err(e) = speaker.resync_kernel() {
+                            tracing::warn!(error = %e, "asking the speaker to repair its routes");
+                        }
+                    }
+                    pending.routes |= kinds.iter().any(|d| *d != Drift::BgpRoute);
                 }
                 _ = resync.tick() => pending = Dirty::all(),
                 () = retry => {}
