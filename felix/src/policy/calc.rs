@@ -235,7 +235,8 @@ impl Calculator {
 
         // 1. Namespaces whose labels changed.
         let mut dirty_eps: BTreeSet<ObjectKey> = BTreeSet::new();
-        for name in changed_keys(&self.ns_in, &inputs.namespaces) {
+        let ns_changed = changed_keys(&self.ns_in, &inputs.namespaces);
+        for name in ns_changed.iter().cloned() {
             let new = namespace_labels(&name, inputs.namespaces.get(&name).map(Arc::as_ref));
             let old = self.ns_labels_of(&name);
             match inputs.namespaces.get(&name) {
@@ -248,10 +249,11 @@ impl Calculator {
                 dirty_eps.extend(members.iter().cloned());
             }
         }
-        self.ns_in = inputs.namespaces.clone();
+        sync_keys(&mut self.ns_in, &inputs.namespaces, &ns_changed);
 
         // 2. Endpoints.
-        for key in changed_keys(&self.eps_in, &inputs.endpoints) {
+        let eps_changed = changed_keys(&self.eps_in, &inputs.endpoints);
+        for key in eps_changed.iter().cloned() {
             let new = inputs
                 .endpoints
                 .get(&key)
@@ -285,12 +287,13 @@ impl Calculator {
             }
             dirty_eps.insert(key);
         }
-        self.eps_in = inputs.endpoints.clone();
+        sync_keys(&mut self.eps_in, &inputs.endpoints, &eps_changed);
 
         // 3. Policies: recompile the changed ones, move set references.
         let mut changed_policies = BTreeSet::new();
         let mut compiled = Vec::new();
-        for key in changed_keys(&self.np_in, &inputs.network_policies) {
+        let np_changed = changed_keys(&self.np_in, &inputs.network_policies);
+        for key in np_changed.iter().cloned() {
             let new = inputs
                 .network_policies
                 .get(&key)
@@ -298,15 +301,16 @@ impl Calculator {
             let pkey = format!("np/{}/{}", key.0, key.1);
             compiled.push((pkey, new));
         }
-        for key in changed_keys(&self.gnp_in, &inputs.global_policies) {
+        let gnp_changed = changed_keys(&self.gnp_in, &inputs.global_policies);
+        for key in gnp_changed.iter().cloned() {
             let new = inputs
                 .global_policies
                 .get(&key)
                 .map(|g| compile_global_policy(g));
             compiled.push((format!("gnp/{key}"), new));
         }
-        self.np_in = inputs.network_policies.clone();
-        self.gnp_in = inputs.global_policies.clone();
+        sync_keys(&mut self.np_in, &inputs.network_policies, &np_changed);
+        sync_keys(&mut self.gnp_in, &inputs.global_policies, &gnp_changed);
         let mut new_sets: BTreeSet<String> = BTreeSet::new();
         let mut touched_sets: BTreeSet<String> = BTreeSet::new();
         for (pkey, new) in compiled {
@@ -432,8 +436,9 @@ impl Calculator {
         }
 
         // 7. Pools.
-        if changed_keys(&self.pools_in, &inputs.pools).next().is_some() {
-            self.pools_in = inputs.pools.clone();
+        let pools_changed = changed_keys(&self.pools_in, &inputs.pools);
+        if !pools_changed.is_empty() {
+            sync_keys(&mut self.pools_in, &inputs.pools, &pools_changed);
             let mut nat = IrNat::default();
             for pool in self.pools_in.values() {
                 if let Ok(net) = pool.spec.cidr.parse::<IpNet>() {
@@ -494,20 +499,60 @@ impl Calculator {
     }
 }
 
-/// The keys whose values differ (by pointer, then by value) between two maps.
-fn changed_keys<'a, K: Ord + Clone, V: PartialEq>(
-    old: &'a BTreeMap<K, Arc<V>>,
-    new: &'a BTreeMap<K, Arc<V>>,
-) -> impl Iterator<Item = K> + 'a {
-    let removed = old.keys().filter(|k| !new.contains_key(*k)).cloned();
-    let changed = new
-        .iter()
-        .filter(|(k, v)| match old.get(*k) {
-            Some(o) => !Arc::ptr_eq(o, v) && o != *v,
-            None => true,
-        })
-        .map(|(k, _)| k.clone());
-    removed.chain(changed)
+/// The keys whose values differ (by pointer, then by value) between two maps, found by
+/// walking both in key order (linear, no lookups).
+fn changed_keys<K: Ord + Clone, V: PartialEq>(
+    old: &BTreeMap<K, Arc<V>>,
+    new: &BTreeMap<K, Arc<V>>,
+) -> Vec<K> {
+    let mut out = Vec::new();
+    let mut a = old.iter().peekable();
+    let mut b = new.iter().peekable();
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some((k, _)), None) => {
+                out.push((*k).clone());
+                a.next();
+            }
+            (None, Some((k, _))) => {
+                out.push((*k).clone());
+                b.next();
+            }
+            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                Ordering::Less => {
+                    out.push((*ka).clone());
+                    a.next();
+                }
+                Ordering::Greater => {
+                    out.push((*kb).clone());
+                    b.next();
+                }
+                Ordering::Equal => {
+                    if !Arc::ptr_eq(va, vb) && va != vb {
+                        out.push((*ka).clone());
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
+    }
+    out
+}
+
+/// Makes `mine` equal to `theirs` for the given keys.
+fn sync_keys<K: Ord + Clone, V>(
+    mine: &mut BTreeMap<K, Arc<V>>,
+    theirs: &BTreeMap<K, Arc<V>>,
+    keys: &[K],
+) {
+    for k in keys {
+        match theirs.get(k) {
+            Some(v) => mine.insert(k.clone(), Arc::clone(v)),
+            None => mine.remove(k),
+        };
+    }
 }
 
 /// The elements an endpoint contributes to a set.
