@@ -83,3 +83,4 @@ pub fn golden(file: &str, actual: &str) {
         );
     }
 }
+pub mod topo;
