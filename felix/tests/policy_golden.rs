@@ -1,5 +1,6 @@
 //! Golden tests of the policy engine's pure parts: the IR computed from a scenario, and
 //! what each renderer makes of it. `TWILL_UPDATE_GOLDENS=1` rewrites the goldens.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod policy_support;
 

@@ -1,6 +1,7 @@
 //! The nftables dataplane against the real kernel, in network namespaces: the netlink
 //! encoding lists exactly like `nft -f` of the rendered text, incremental updates end in
 //! the same table as a full build, and drift is seen and repaired.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod policy_support;
 

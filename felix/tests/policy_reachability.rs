@@ -1,6 +1,7 @@
 //! Real TCP and UDP reachability between pods of one node, through the policy engine, for
 //! both dataplanes: a "node" namespace with four pods and an outside host; a sequence of
 //! policies; after each, connections that must pass and connections that must not.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod policy_support;
 

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use twill_api::resources::WorkloadEndpoint;
 
-use super::compile::{CompiledPolicy, SetSpec, compile_global_policy, compile_network_policy};
+use super::compile::{
+    CompiledPolicy, NsConstraint, SetSpec, compile_global_policy, compile_network_policy,
+};
 use super::inputs::{ObjectKey, PolicyInputs};
 use super::ir::{
     Direction, Element, EndpointDirection, Family, Ir, IrEndpoint, IrNat, IrSet, SetDef, Tier,
@@ -225,6 +227,15 @@ impl Calculator {
             .unwrap_or_else(|| namespace_labels(ns, None))
     }
 
+    /// Makes sure every namespace that has endpoints has its labels recorded, so that
+    /// membership scans can borrow them.
+    fn ensure_ns_labels(&mut self, ns: &str) {
+        if !self.ns_labels.contains_key(ns) {
+            self.ns_labels
+                .insert(ns.to_owned(), namespace_labels(ns, None));
+        }
+    }
+
     /// Brings the IR up to `inputs` and returns what changed.
     pub fn update(&mut self, inputs: &PolicyInputs) -> Delta {
         let mut delta = Delta::default();
@@ -236,15 +247,14 @@ impl Calculator {
         // 1. Namespaces whose labels changed.
         let mut dirty_eps: BTreeSet<ObjectKey> = BTreeSet::new();
         let ns_changed = changed_keys(&self.ns_in, &inputs.namespaces);
-        for name in ns_changed.iter().cloned() {
-            let new = namespace_labels(&name, inputs.namespaces.get(&name).map(Arc::as_ref));
-            let old = self.ns_labels_of(&name);
-            match inputs.namespaces.get(&name) {
-                Some(_) => self.ns_labels.insert(name.clone(), new.clone()),
-                None => self.ns_labels.remove(&name),
-            };
+        for name in &ns_changed {
+            let new = namespace_labels(name, inputs.namespaces.get(name).map(Arc::as_ref));
+            let old = self.ns_labels_of(name);
+            // Kept even when the object goes: the namespace's endpoints still need its
+            // (now automatic-only) labels.
+            self.ns_labels.insert(name.clone(), new.clone());
             if new != old
-                && let Some(members) = self.ns_members.get(&name)
+                && let Some(members) = self.ns_members.get(name)
             {
                 dirty_eps.extend(members.iter().cloned());
             }
@@ -275,6 +285,7 @@ impl Calculator {
             }
             match new {
                 Some(info) => {
+                    self.ensure_ns_labels(&info.namespace);
                     self.ns_members
                         .entry(info.namespace.clone())
                         .or_default()
@@ -302,10 +313,10 @@ impl Calculator {
             compiled.push((pkey, new));
         }
         let gnp_changed = changed_keys(&self.gnp_in, &inputs.global_policies);
-        for key in gnp_changed.iter().cloned() {
+        for key in &gnp_changed {
             let new = inputs
                 .global_policies
-                .get(&key)
+                .get(key)
                 .map(|g| compile_global_policy(g));
             compiled.push((format!("gnp/{key}"), new));
         }
@@ -371,12 +382,14 @@ impl Calculator {
             delta.policies.extend(changed_policies.iter().cloned());
         }
 
-        // 4. Memberships of sets that existed before, for the endpoints that changed.
-        for key in &dirty_eps {
+        // 4. Memberships of sets that existed before, for the endpoints that changed
+        // (none when every set is new, as on the first update).
+        let any_old_set = new_sets.len() < self.sets.len();
+        for key in dirty_eps.iter().filter(|_| any_old_set) {
             let info = self.eps.get(key);
             let ns_labels = info.map(|i| self.ns_labels_of(&i.namespace));
             for (name, state) in self.sets.iter_mut() {
-                if new_sets.contains(name) {
+                if !new_sets.is_empty() && new_sets.contains(name) {
                     continue;
                 }
                 let elements = match (info, &ns_labels) {
@@ -387,26 +400,45 @@ impl Calculator {
             }
         }
 
-        // 5. New sets: scan every endpoint.
+        // 5. New sets: scan the endpoints that can be members.
         for name in &new_sets {
-            let Some(state) = self.sets.get_mut(name) else {
+            let Calculator {
+                sets,
+                eps,
+                ns_members,
+                ns_labels,
+                ir,
+                ..
+            } = self;
+            let Some(state) = sets.get_mut(name) else {
                 continue;
             };
-            self.ir.sets.insert(
+            ir.sets.insert(
                 name.clone(),
                 IrSet {
                     def: state.spec.def.clone(),
                     elements: BTreeSet::new(),
                 },
             );
-            for (key, info) in &self.eps {
-                let l = self
-                    .ns_labels
-                    .get(&info.namespace)
-                    .cloned()
-                    .unwrap_or_else(|| namespace_labels(&info.namespace, None));
-                let elements = contribution(&state.spec, info, &l);
-                set_member(state, name, key, elements, &mut self.ir, None);
+            let candidates: Vec<&ObjectKey> =
+                match state.spec.members.as_ref().map(|m| &m.namespaces) {
+                    Some(NsConstraint::Name(ns)) => {
+                        ns_members.get(ns).into_iter().flatten().collect()
+                    }
+                    Some(NsConstraint::Selector(sel)) => ns_members
+                        .iter()
+                        .filter(|(ns, _)| ns_labels.get(*ns).is_some_and(|l| sel.matches(l)))
+                        .flat_map(|(_, keys)| keys.iter())
+                        .collect(),
+                    Some(NsConstraint::Any) | None => eps.keys().collect(),
+                };
+            for key in candidates {
+                let Some(info) = eps.get(key) else { continue };
+                let Some(l) = ns_labels.get(&info.namespace) else {
+                    continue;
+                };
+                let elements = contribution(&state.spec, info, l);
+                set_member(state, name, key, elements, ir, None);
             }
             delta.sets_added.insert(name.clone());
         }
