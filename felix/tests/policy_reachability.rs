@@ -126,6 +126,23 @@ async fn scenario(kind: DataplaneKind, prefix: &str) {
     );
     expect_udp(&t, "open", &[("client", "web", 5005, true)]);
 
+    // Masquerade: the pool is not natOutgoing, so the outside host sees the pod's own
+    // address; once it is, the node's.
+    assert_eq!(t.seen_by_outside("web"), t.pod("web").ip);
+    inputs = with(
+        &inputs,
+        r#"
+apiVersion: networking.twill.dev/v1
+kind: IPPool
+metadata: { name: v4 }
+spec: { cidr: 10.244.0.0/16, natOutgoing: true }
+"#,
+    );
+    apply(&inputs).await;
+    assert_eq!(t.seen_by_outside("web"), policy_support::topo::NODE_IP);
+    // Traffic inside the pools is never masqueraded.
+    expect_tcp(&t, "nat inside pools", &[("client", "web", 80, true)]);
+
     // 2. Ingress isolation with a podSelector peer (same namespace only).
     inputs = with(
         &inputs,

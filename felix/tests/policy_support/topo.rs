@@ -25,6 +25,25 @@ pub struct Topo {
     pub node: Netns,
     pub outside: Netns,
     pub pods: BTreeMap<String, Pod>,
+    _outside_server: NsRuntime,
+}
+
+/// Port of the outside host's "who am I" server (answers with the client's address).
+pub const WHOAMI_PORT: u16 = 7000;
+
+async fn whoami(ready: std::sync::mpsc::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", WHOAMI_PORT))
+        .await
+        .unwrap();
+    ready.send(()).unwrap();
+    loop {
+        if let Ok((mut sock, peer)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = sock.write_all(format!("{}\n", peer.ip()).as_bytes()).await;
+            });
+        }
+    }
 }
 
 async fn tcp_server(port: u16, ready: std::sync::mpsc::Sender<()>) {
@@ -75,6 +94,12 @@ impl Topo {
         // route for it through another interface.
         node.ip(&["route", "add", "default", "via", OUTSIDE_IP])
             .unwrap();
+        let outside_server = NsRuntime::start(&outside).unwrap();
+        let (ready, bound) = std::sync::mpsc::channel();
+        outside_server.spawn(whoami(ready));
+        bound
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("whoami server bound");
         let mut map = BTreeMap::new();
         for (name, octet) in pods {
             let ns = Netns::new(&format!("{prefix}p")).unwrap();
@@ -102,6 +127,9 @@ impl Topo {
                 "eth0",
             ])
             .unwrap();
+            // Answer at once (the default waits up to 0.8 s), as Calico configures it.
+            node.sysctl(&format!("net.ipv4.neigh.{iface}.proxy_delay"), "0")
+                .unwrap();
             node.sysctl(&format!("net.ipv4.conf.{iface}.proxy_arp"), "1")
                 .unwrap();
             node.ip(&["route", "add", &format!("{ip}/32"), "dev", &iface])
@@ -134,6 +162,7 @@ impl Topo {
             node,
             outside,
             pods: map,
+            _outside_server: outside_server,
         }
     }
 
@@ -162,6 +191,18 @@ impl Topo {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).contains("hello")
+    }
+
+    /// The source address the outside host sees for a TCP connection from pod `from`.
+    pub fn seen_by_outside(&self, from: &str) -> String {
+        let out = self.pods[from]
+            .ns
+            .command("nc")
+            .args(["-n", "-w", "1", OUTSIDE_IP, &WHOAMI_PORT.to_string()])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     /// Whether a UDP datagram from `from` to pod `to` on `port` is echoed back.
