@@ -6,3 +6,4 @@ pub mod agent;
 pub mod cni;
 pub mod config;
 pub mod dataplane;
+pub mod policy;

@@ -35,7 +35,7 @@ pub use ippool::{IPPool, IPPoolSpec};
 pub use kinds::{KindInfo, Resource};
 pub use node::{Node, NodeBGPSpec, NodeSpec};
 pub use policy::{GlobalNetworkPolicy, GlobalNetworkPolicySpec};
-pub use workload::{WorkloadEndpoint, WorkloadEndpointSpec};
+pub use workload::{EndpointPort, WorkloadEndpoint, WorkloadEndpointSpec};
 
 /// Kubernetes' own kinds, as stored in etcd mode and read natively in Kubernetes mode.
 pub mod native {

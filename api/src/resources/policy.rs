@@ -32,7 +32,8 @@ pub struct GlobalNetworkPolicySpec {
     /// Restricts by namespace labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<String>,
-    /// `Ingress`, `Egress` (default: those with rules, Ingress always).
+    /// `Ingress`, `Egress`. Default (as Calico's): the directions that have rules, and
+    /// Ingress when neither has. A selected endpoint is isolated in each listed direction.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub types: Vec<PolicyType>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -68,4 +68,25 @@ pub struct WorkloadEndpointSpec {
     /// Service account of the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// Named ports of the workload (a pod's `containerPort`s that have a name), which
+    /// network policies may refer to by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<EndpointPort>,
+}
+
+/// One named port of a workload (Calico's `WorkloadEndpointPort`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointPort {
+    /// The port's name (`http`), as policies write it.
+    pub name: String,
+    /// `TCP` (default), `UDP` or `SCTP`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// The port number, 1-65535.
+    pub port: u16,
+}
+
+fn default_protocol() -> String {
+    "TCP".to_owned()
 }

@@ -93,6 +93,26 @@ impl Validate for WorkloadEndpoint {
         for (i, net) in self.spec.ip_networks.iter().enumerate() {
             parse_cidr_or_ip(&format!("spec.ipNetworks[{i}]"), net)?;
         }
+        for (i, port) in self.spec.ports.iter().enumerate() {
+            if port.name.is_empty() {
+                return Err(ValidationError::new(
+                    format!("spec.ports[{i}].name"),
+                    "is required",
+                ));
+            }
+            if !matches!(port.protocol.as_str(), "TCP" | "UDP" | "SCTP") {
+                return Err(ValidationError::new(
+                    format!("spec.ports[{i}].protocol"),
+                    format!("{:?} must be TCP, UDP or SCTP", port.protocol),
+                ));
+            }
+            if port.port == 0 {
+                return Err(ValidationError::new(
+                    format!("spec.ports[{i}].port"),
+                    "must be 1-65535",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -180,3 +200,49 @@ macro_rules! names_only {
 }
 
 names_only!(Namespace, NetworkPolicy, Pod, KubeNode);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{EndpointPort, WorkloadEndpointSpec};
+
+    fn wep(ports: Vec<EndpointPort>) -> WorkloadEndpoint {
+        let mut wep = WorkloadEndpoint::new(
+            "web",
+            WorkloadEndpointSpec {
+                node: "node1".into(),
+                ports,
+                ..Default::default()
+            },
+        );
+        wep.metadata.namespace = Some("default".into());
+        wep
+    }
+
+    #[test]
+    fn named_ports_are_checked_field_by_field() {
+        let good = EndpointPort {
+            name: "http".into(),
+            protocol: "TCP".into(),
+            port: 8080,
+        };
+        assert!(wep(vec![good.clone()]).validate().is_ok());
+        let bad_proto = EndpointPort {
+            protocol: "ICMP".into(),
+            ..good.clone()
+        };
+        let err = wep(vec![good.clone(), bad_proto]).validate().unwrap_err();
+        assert_eq!(err.field, "spec.ports[1].protocol");
+        let zero = EndpointPort { port: 0, ..good };
+        assert_eq!(
+            wep(vec![zero]).validate().unwrap_err().field,
+            "spec.ports[0].port"
+        );
+    }
+
+    #[test]
+    fn named_port_protocol_defaults_to_tcp() {
+        let port: EndpointPort = serde_json::from_str(r#"{"name":"dns","port":53}"#).unwrap();
+        assert_eq!(port.protocol, "TCP");
+    }
+}
