@@ -6,6 +6,7 @@
 //! re-list. A kind counts as synced after its first list.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -17,24 +18,23 @@ use twill_api::resources::{
 };
 use twill_api::{Datastore, Resource};
 
+use crate::policy::PolicyInputs;
+
 use twill_bgpd::task::TaskGuard;
 
 /// `namespace/name` (or `name` for cluster-scoped kinds).
 pub type Key = String;
 
-/// Every object felix watches, by kind.
+/// Every object felix watches, by kind. What policy depends on (endpoints, namespaces,
+/// policies, pools) lives in [`PolicyInputs`], shared by `Arc` with the policy engine.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     pub nodes: BTreeMap<Key, Node>,
     pub bgp_configs: BTreeMap<Key, BGPConfiguration>,
     pub bgp_peers: BTreeMap<Key, BGPPeer>,
     pub bgp_filters: BTreeMap<Key, BGPFilter>,
-    pub pools: BTreeMap<Key, IPPool>,
     pub blocks: BTreeMap<Key, IPAMBlock>,
-    pub endpoints: BTreeMap<Key, WorkloadEndpoint>,
-    pub namespaces: BTreeMap<Key, Namespace>,
-    pub network_policies: BTreeMap<Key, NetworkPolicy>,
-    pub global_policies: BTreeMap<Key, GlobalNetworkPolicy>,
+    pub policy: PolicyInputs,
     /// Kinds listed at least once.
     pub synced: Vec<&'static str>,
 }
@@ -60,32 +60,72 @@ impl std::fmt::Debug for Change {
     }
 }
 
-/// Where in the snapshot a kind lives.
+/// Where in the snapshot a kind lives, and how it is keyed there.
 pub trait Cached: Resource {
-    fn slot(s: &mut Snapshot) -> &mut BTreeMap<Key, Self>;
+    fn upsert(s: &mut Snapshot, o: Self);
+    fn remove(s: &mut Snapshot, o: &Self);
+    fn replace_all(s: &mut Snapshot, items: Vec<Self>);
 }
 
-macro_rules! cached {
+/// Kinds kept as plain values under `namespace/name`.
+macro_rules! cached_plain {
     ($($ty:ty => $field:ident),* $(,)?) => {
         $(impl Cached for $ty {
-            fn slot(s: &mut Snapshot) -> &mut BTreeMap<Key, Self> {
-                &mut s.$field
+            fn upsert(s: &mut Snapshot, o: Self) {
+                s.$field.insert(key_of(&o), o);
+            }
+            fn remove(s: &mut Snapshot, o: &Self) {
+                s.$field.remove(&key_of(o));
+            }
+            fn replace_all(s: &mut Snapshot, items: Vec<Self>) {
+                s.$field = items.into_iter().map(|o| (key_of(&o), o)).collect();
             }
         })*
     };
 }
 
-cached! {
+cached_plain! {
     Node => nodes,
     BGPConfiguration => bgp_configs,
     BGPPeer => bgp_peers,
     BGPFilter => bgp_filters,
-    IPPool => pools,
     IPAMBlock => blocks,
-    WorkloadEndpoint => endpoints,
-    Namespace => namespaces,
-    NetworkPolicy => network_policies,
-    GlobalNetworkPolicy => global_policies,
+}
+
+fn name_key<T: kube::Resource>(o: &T) -> String {
+    o.meta().name.clone().unwrap_or_default()
+}
+
+fn ns_key<T: kube::Resource>(o: &T) -> (String, String) {
+    (
+        o.meta().namespace.clone().unwrap_or_default(),
+        o.meta().name.clone().unwrap_or_default(),
+    )
+}
+
+/// Kinds kept in the policy inputs, behind `Arc`s.
+macro_rules! cached_policy {
+    ($($ty:ty => $field:ident by $key:ident),* $(,)?) => {
+        $(impl Cached for $ty {
+            fn upsert(s: &mut Snapshot, o: Self) {
+                s.policy.$field.insert($key(&o), Arc::new(o));
+            }
+            fn remove(s: &mut Snapshot, o: &Self) {
+                s.policy.$field.remove(&$key(o));
+            }
+            fn replace_all(s: &mut Snapshot, items: Vec<Self>) {
+                s.policy.$field = items.into_iter().map(|o| ($key(&o), Arc::new(o))).collect();
+            }
+        })*
+    };
+}
+
+cached_policy! {
+    IPPool => pools by name_key,
+    WorkloadEndpoint => endpoints by ns_key,
+    Namespace => namespaces by name_key,
+    NetworkPolicy => network_policies by ns_key,
+    GlobalNetworkPolicy => global_policies by name_key,
 }
 
 /// The snapshot key of an object.
@@ -101,14 +141,10 @@ pub fn key_of<T: kube::Resource>(o: &T) -> Key {
 fn change_of<T: Cached>(event: WatchEvent<T>) -> Change {
     let kind = T::kind_info().kind;
     let apply: Box<dyn FnOnce(&mut Snapshot) + Send> = match event {
-        WatchEvent::Added(o) | WatchEvent::Modified(o) => Box::new(move |s| {
-            T::slot(s).insert(key_of(&o), o);
-        }),
-        WatchEvent::Deleted(o) => Box::new(move |s| {
-            T::slot(s).remove(&key_of(&o));
-        }),
+        WatchEvent::Added(o) | WatchEvent::Modified(o) => Box::new(move |s| T::upsert(s, o)),
+        WatchEvent::Deleted(o) => Box::new(move |s| T::remove(s, &o)),
         WatchEvent::Relisted { items, .. } => Box::new(move |s| {
-            *T::slot(s) = items.into_iter().map(|o| (key_of(&o), o)).collect();
+            T::replace_all(s, items);
             if !s.synced.contains(&kind) {
                 s.synced.push(kind);
             }

@@ -57,14 +57,14 @@ pub fn families_for(settings: &Settings, labels: &BTreeMap<String, String>) -> (
 }
 
 /// The families the pools in a snapshot serve for a node with `labels`.
-pub fn families_from(
-    pools: impl IntoIterator<Item = IPPool>,
+pub fn families_from<'a>(
+    pools: impl IntoIterator<Item = &'a IPPool>,
     labels: &BTreeMap<String, String>,
 ) -> (bool, bool) {
     let settings = Settings {
         pools: pools
             .into_iter()
-            .filter_map(|p| pool_from_api(&p).ok())
+            .filter_map(|p| pool_from_api(p).ok())
             .collect(),
         ..Settings::default()
     };

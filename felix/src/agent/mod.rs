@@ -67,7 +67,14 @@ pub enum AgentError {
     Serve(#[from] tonic::transport::Error),
     #[error("stopped before the datastore answered")]
     Stopped,
+    #[error("policy dataplane: {0}")]
+    Policy(#[from] crate::policy::PolicyError),
 }
+
+/// How long a CNI ADD waits for felix to program its pod's policy before answering (the
+/// runtime starts the pod's processes only after the answer, so none of them runs before
+/// its policy is in force).
+pub const POLICY_WAIT: Duration = Duration::from_secs(5);
 
 /// Connects to the datastore, retrying with backoff (felix must come up before it, as a
 /// DaemonSet does), until it answers or `shutdown` fires.
@@ -91,8 +98,11 @@ async fn connect(
 
 /// Applies changes until every kind has been listed once (or `limit` passes: then felix
 /// goes on with what it has and the reconciler waits for the rest).
-async fn first_snapshot(rx: &mut mpsc::Receiver<Change>, limit: Duration) -> Snapshot {
-    let mut snapshot = Snapshot::default();
+async fn first_snapshot(node: &str, rx: &mut mpsc::Receiver<Change>, limit: Duration) -> Snapshot {
+    let mut snapshot = Snapshot {
+        policy: crate::policy::PolicyInputs::new(node),
+        ..Snapshot::default()
+    };
     let deadline = tokio::time::Instant::now() + limit;
     while !snapshot.is_complete() {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -139,12 +149,20 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         .mtu
         .or(uplink.mtu)
         .unwrap_or(crate::cni::service::DEFAULT_MTU);
-    let cni = Arc::new(CniService::new(node_ipam, store.clone(), pods.clone(), mtu));
+    let (programmed_tx, programmed_rx) = watch::channel(Default::default());
+    let cni = Arc::new(
+        CniService::new(node_ipam, store.clone(), pods.clone(), mtu)
+            .with_policy_wait(programmed_rx, POLICY_WAIT),
+    );
+    let policy = crate::policy::PolicyEngine::new(match cfg.dataplane {
+        crate::config::DataplaneKind::Nftables => crate::policy::DataplaneKind::Nftables,
+        crate::config::DataplaneKind::Iptables => crate::policy::DataplaneKind::Iptables,
+    })?;
 
     let (tx, mut rx) = mpsc::channel::<Change>(4096);
     let _watches = cache::watch_all(&ds, &tx);
     drop(tx);
-    let snapshot = first_snapshot(&mut rx, Duration::from_secs(30)).await;
+    let snapshot = first_snapshot(&cfg.node_name, &mut rx, Duration::from_secs(30)).await;
 
     let plan = reconcile::plan_for(&cfg.node_name, &snapshot);
     let announce = local::originated(&local::owned(&cfg.node_name, snapshot.blocks.values()));
@@ -158,7 +176,7 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         .unwrap_or_default();
     if snapshot.is_complete() {
         families_tx.send_replace(Some(ipam::families_from(
-            snapshot.pools.values().cloned(),
+            snapshot.policy.pools.values().map(AsRef::as_ref),
             &labels,
         )));
     }
@@ -175,6 +193,10 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         health: health.clone(),
         resync: cfg.resync,
         families: families_tx,
+        policy,
+        programmed: programmed_tx,
+        policy_warnings: Default::default(),
+        policy_applied: false,
     };
 
     let socket = crate::cni::bind(&cfg.agent_socket).map_err(|source| AgentError::Socket {

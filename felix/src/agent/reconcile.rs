@@ -23,12 +23,16 @@ use super::health::Health;
 use super::ipam::families_from;
 use super::local::{Owned, announce_diff, desired_routes, originated, owned};
 use crate::dataplane::{BGPD_ROUTE_PROTOCOL, PodNetwork};
+use crate::policy::PolicyEngine;
 
 /// What needs redoing.
 #[derive(Debug, Default, Clone, Copy)]
 struct Dirty {
     bgp: bool,
     routes: bool,
+    policy: bool,
+    /// Check the kernel's copy of the policy, rebuild it when it drifted.
+    policy_check: bool,
 }
 
 impl Dirty {
@@ -36,30 +40,35 @@ impl Dirty {
         Dirty {
             bgp: true,
             routes: true,
+            policy: true,
+            policy_check: true,
         }
     }
 
     fn any(self) -> bool {
-        self.bgp || self.routes
+        self.bgp || self.routes || self.policy || self.policy_check
     }
 
     fn of_kind(kind: &str) -> Dirty {
+        let mut d = Dirty::default();
         match kind {
-            "Node" | "BGPConfiguration" | "BGPPeer" | "BGPFilter" => Dirty {
-                bgp: true,
-                routes: false,
-            },
-            "IPAMBlock" | "WorkloadEndpoint" => Dirty {
-                bgp: false,
-                routes: true,
-            },
-            _ => Dirty::default(),
+            "Node" | "BGPConfiguration" | "BGPPeer" | "BGPFilter" => d.bgp = true,
+            "IPAMBlock" => d.routes = true,
+            "WorkloadEndpoint" => {
+                d.routes = true;
+                d.policy = true;
+            }
+            "Namespace" | "NetworkPolicy" | "GlobalNetworkPolicy" | "IPPool" => d.policy = true,
+            _ => {}
         }
+        d
     }
 
     fn merge(&mut self, o: Dirty) {
         self.bgp |= o.bgp;
         self.routes |= o.routes;
+        self.policy |= o.policy;
+        self.policy_check |= o.policy_check;
     }
 }
 
@@ -114,6 +123,14 @@ pub struct Reconciler {
     pub resync: Duration,
     /// The address families this node's pools serve, for IPAM (see `NodeIpam`).
     pub families: watch::Sender<Option<(bool, bool)>>,
+    pub policy: PolicyEngine,
+    /// Host interfaces of local endpoints whose policy is in the kernel (CNI ADD waits
+    /// for its pod to appear here).
+    pub programmed: watch::Sender<BTreeSet<String>>,
+    /// Policy warnings already logged.
+    pub policy_warnings: BTreeSet<String>,
+    /// Whether the engine has applied once (its kernel copy can be checked from then on).
+    pub policy_applied: bool,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -225,12 +242,63 @@ impl Reconciler {
             .get(&self.node)
             .and_then(|n| n.metadata.labels.clone())
             .unwrap_or_default();
-        let f = families_from(self.snapshot.pools.values().cloned(), &labels);
+        let f = families_from(
+            self.snapshot.policy.pools.values().map(AsRef::as_ref),
+            &labels,
+        );
         self.families.send_if_modified(|old| {
             let changed = *old != Some(f);
             *old = Some(f);
             changed
         });
+    }
+
+    async fn sync_policy(&mut self, check: bool) -> Result<(), String> {
+        // The first apply replaces the whole table anyway: nothing to check before it.
+        if check && self.policy_applied {
+            let in_sync = self
+                .policy
+                .in_sync()
+                .await
+                .map_err(|e| format!("policy check: {e}"))?;
+            if !in_sync {
+                tracing::warn!("policy in the kernel drifted from what felix applied: rebuilding");
+                self.health.metrics.drift_repairs.inc();
+                self.policy
+                    .resync()
+                    .await
+                    .map_err(|e| format!("policy rebuild: {e}"))?;
+            }
+        }
+        let inputs = Arc::new(self.snapshot.policy.clone());
+        let stats = self
+            .policy
+            .apply(inputs)
+            .await
+            .map_err(|e| format!("policy: {e}"))?;
+        self.policy_applied = true;
+        for w in &stats.warnings {
+            if self.policy_warnings.insert(w.clone()) {
+                tracing::warn!(warning = %w, "policy (fails closed)");
+            }
+        }
+        if stats.full || stats.chains_changed > 0 || stats.element_changes > 0 {
+            tracing::debug!(?stats, "policy applied");
+        }
+        let local: BTreeSet<String> = self
+            .snapshot
+            .policy
+            .endpoints
+            .values()
+            .filter(|w| w.spec.node == self.node)
+            .filter_map(|w| w.spec.interface_name.clone())
+            .collect();
+        self.programmed.send_if_modified(|old| {
+            let changed = *old != local;
+            *old = local;
+            changed
+        });
+        Ok(())
     }
 
     async fn reconcile(&mut self, dirty: Dirty) -> Result<(), String> {
@@ -243,6 +311,11 @@ impl Reconciler {
         }
         if dirty.routes
             && let Err(e) = self.sync_routes().await
+        {
+            result = Err(e);
+        }
+        if (dirty.policy || dirty.policy_check)
+            && let Err(e) = self.sync_policy(dirty.policy_check).await
         {
             result = Err(e);
         }

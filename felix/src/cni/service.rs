@@ -5,11 +5,12 @@
 //! Every outcome is a CNI result or a CNI error object with a spec code: this layer never
 //! lets a transport error or a panic stand in for an answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, watch};
 
 use ipnet::IpNet;
 use serde_json::Value;
@@ -36,6 +37,8 @@ pub struct CniService {
     /// diffs felix's host routes against the endpoints: a pod whose route is in the kernel
     /// but whose record is not yet stored must never look stale.
     lock: Arc<RwLock<()>>,
+    /// Host interfaces whose policy is programmed, and how long ADD waits for its own.
+    policy_wait: Option<(watch::Receiver<BTreeSet<String>>, Duration)>,
 }
 
 impl std::fmt::Debug for CniService {
@@ -164,6 +167,34 @@ impl CniService {
             pods,
             default_mtu,
             lock: Arc::new(RwLock::new(())),
+            policy_wait: None,
+        }
+    }
+
+    /// Makes ADD wait (up to `limit`) until the new pod's host interface appears in
+    /// `programmed`, i.e. its policy is in the kernel. Without this, ADD answers at once.
+    pub fn with_policy_wait(
+        mut self,
+        programmed: watch::Receiver<BTreeSet<String>>,
+        limit: Duration,
+    ) -> Self {
+        self.policy_wait = Some((programmed, limit));
+        self
+    }
+
+    async fn wait_for_policy(&self, host_ifname: &str) {
+        let Some((rx, limit)) = &self.policy_wait else {
+            return;
+        };
+        let mut rx = rx.clone();
+        let waited = tokio::time::timeout(*limit, rx.wait_for(|set| set.contains(host_ifname)));
+        match waited.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => {}
+            Err(_) => tracing::warn!(
+                interface = host_ifname,
+                "policy not programmed within {limit:?}; answering ADD anyway"
+            ),
         }
     }
 
@@ -241,6 +272,8 @@ impl CniService {
             self.release_quietly(&handle).await;
             return Err(store_error(e));
         }
+        drop(_guard);
+        self.wait_for_policy(&ep.host_ifname).await;
         tracing::info!(container = %key.container_id, ifname = %key.ifname, ips = ?ep.ips, "pod added");
         Ok(Some(result_for(&ep).to_json(conf.cni_version)))
     }
