@@ -3,6 +3,8 @@
 //! small readers of what the kernel and the datastore hold.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a panic is the report
 
+pub mod probe;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
