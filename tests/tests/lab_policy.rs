@@ -132,18 +132,23 @@ enum Dir {
     Egress,
 }
 
-/// Whether `subject` lets the flow through in `dir` (the other side is `other`; the
-/// destination port is `port` of the destination pod `dst`).
-fn allowed(
-    k8s: &[K8sPolicy],
-    global: &[GlobalPolicy],
-    dir: Dir,
-    subject: &Pod,
-    other: &Pod,
-    dst: &Pod,
+/// One flow: from `src` to port `port`/`proto` of `dst`.
+#[derive(Clone, Copy)]
+struct Flow<'a> {
+    src: &'a Pod,
+    dst: &'a Pod,
     proto: Proto,
     port: u16,
-) -> bool {
+}
+
+/// Whether the policies let `flow` through in `dir` (ingress: at the destination;
+/// egress: at the source).
+fn allowed(k8s: &[K8sPolicy], global: &[GlobalPolicy], dir: Dir, flow: Flow<'_>) -> bool {
+    let (subject, other) = match dir {
+        Dir::Ingress => (flow.dst, flow.src),
+        Dir::Egress => (flow.src, flow.dst),
+    };
+    let (dst, proto, port) = (flow.dst, flow.proto, flow.port);
     let mut selected = false;
     let mut passed = false;
     if dir == Dir::Ingress {
@@ -203,8 +208,14 @@ fn expected(
                 continue;
             }
             for (proto, port) in PORTS {
-                let ok = allowed(k8s, global, Dir::Egress, src, dst, dst, proto, port)
-                    && allowed(k8s, global, Dir::Ingress, dst, src, dst, proto, port);
+                let flow = Flow {
+                    src,
+                    dst,
+                    proto,
+                    port,
+                };
+                let ok = allowed(k8s, global, Dir::Egress, flow)
+                    && allowed(k8s, global, Dir::Ingress, flow);
                 m.insert((src.id(), dst.id(), proto, port), ok);
             }
         }
@@ -671,11 +682,11 @@ async fn truth_table(prefix: &str, dataplane: &str) {
                 BTreeMap::from([("http".to_string(), (Proto::Tcp, 81))]),
             )
             .await;
-            install(&ds, &[ip_block.clone()], &[]).await;
+            install(&ds, std::slice::from_ref(&ip_block), &[]).await;
             compare(
                 "8 z/a relabelled pod=b joins z/ipblock's selector",
                 &pods,
-                &expected(&pods, &[ip_block.clone()], &[]),
+                &expected(&pods, std::slice::from_ref(&ip_block), &[]),
             );
         }
         install(&ds, &k, &gl).await;
