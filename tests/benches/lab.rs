@@ -8,10 +8,13 @@
 //!    node A (the IPAM controller stopped, so felix claims the block itself: the slow
 //!    path) until node B and the ToR have the block's route.
 //! 3. felix's memory with 3 nodes and 100 pods each.
+//! 4. Per-packet cost of policy as policies grow: TCP connect latency between two pods on
+//!    different nodes (the server isolated by one policy that allows the client) with 0,
+//!    100 and 1,000 other policies in force (nftables).
 //!
 //! Run as root, after a release build of the binaries:
 //!   cargo build --release --workspace --bins && cargo bench -p twill-tests --bench lab
-//! `TWILL_BENCH_PARTS=cni,converge,rss` picks parts.
+//! `TWILL_BENCH_PARTS=cni,converge,rss,policy` picks parts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a benchmark
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +26,7 @@ use std::sync::{Arc, Barrier, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use twill_api::resources::native::NetworkPolicy;
 use twill_tests::{LabGuard, unique_name};
 use twillctl::lab::{LabSpec, PodSpec, TorKind, sys};
 
@@ -386,9 +390,114 @@ async fn rss() {
     }
 }
 
+fn network_policy(name: &str, select: &str, from: &str) -> NetworkPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": {
+            "podSelector": { "matchLabels": { "app": select } },
+            "policyTypes": ["Ingress"],
+            "ingress": [{ "from": [{ "podSelector": { "matchLabels": { "app": from } } }],
+                          "ports": [{ "protocol": "TCP", "port": 80 }] }]
+        }
+    }))
+    .unwrap()
+}
+
+/// Connect latencies (connect, read "ok", close) from inside `netns`.
+fn connects(netns: &Path, to: std::net::SocketAddr, n: usize) -> Vec<Duration> {
+    let path = netns.to_path_buf();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        (0..n)
+            .map(|_| {
+                let start = Instant::now();
+                let mut s =
+                    std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1)).unwrap();
+                let mut buf = [0u8; 2];
+                std::io::Read::read_exact(&mut s, &mut buf).unwrap();
+                start.elapsed()
+            })
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+async fn per_packet() {
+    println!("\n## Per-packet cost: TCP connect latency with 0, 100 and 1,000 other policies");
+    let mut spec = LabSpec::new(&unique_name("bpkt"), 2).unwrap();
+    spec.tor = TorKind::None;
+    let g = LabGuard::up_with(spec).await;
+    let labels = |app: &str| BTreeMap::from([("app".to_string(), app.to_string())]);
+    let server = g
+        .lab
+        .add_pod(&PodSpec {
+            name: "server".into(),
+            node: 2,
+            labels: labels("server"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let client = g
+        .lab
+        .add_pod(&PodSpec {
+            name: "client".into(),
+            node: 1,
+            labels: labels("client"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let server_ns = twill_tests::probe::netns_path(&server.netns);
+    twill_tests::probe::serve(&server_ns, &[(twill_tests::probe::Proto::Tcp, 80)]).unwrap();
+    let ds = g.lab.datastore().await.unwrap();
+    ds.create(&network_policy("server", "server", "client"))
+        .await
+        .unwrap();
+    let st = g.state();
+    let to = std::net::SocketAddr::new(server.ips[0].parse().unwrap(), 80);
+    let client_ns = twill_tests::probe::netns_path(&client.netns);
+    let mut installed = 0;
+    for target in [0usize, 100, 1000] {
+        for i in installed..target {
+            ds.create(&network_policy(
+                &format!("other-{i}"),
+                &format!("svc-{i}"),
+                &format!("cli-{i}"),
+            ))
+            .await
+            .unwrap();
+        }
+        installed = target;
+        // Wait until both nodes' tables hold every policy's chain.
+        for n in &st.nodes {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let table = sys::exec_in(&n.netns, "nft", &["list", "table", "inet", "twill"])
+                    .unwrap_or_default();
+                let chains = table
+                    .lines()
+                    .filter(|l| l.trim_start().starts_with("chain pi-"))
+                    .count();
+                if chains > target || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        connects(&client_ns, to, 200); // warm-up
+        let lat = connects(&client_ns, to, 3000);
+        stats(&format!("{target} other policies, 3000 connects"), lat);
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
-    let parts = std::env::var("TWILL_BENCH_PARTS").unwrap_or_else(|_| "cni,converge,rss".into());
+    let parts =
+        std::env::var("TWILL_BENCH_PARTS").unwrap_or_else(|_| "cni,converge,rss,policy".into());
     if parts.contains("cni") {
         cni_latency().await;
     }
@@ -397,5 +506,8 @@ async fn main() {
     }
     if parts.contains("rss") {
         rss().await;
+    }
+    if parts.contains("policy") {
+        per_packet().await;
     }
 }
