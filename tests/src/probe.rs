@@ -77,6 +77,52 @@ pub fn serve(netns: &Path, ports: &[(Proto, u16)]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Starts a TCP server in `netns` on `port` that answers each connection with the
+/// address it came from (to see source NAT).
+pub fn serve_peer_address(netns: &Path, port: u16) -> std::io::Result<()> {
+    let path = netns.to_path_buf();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let listener =
+            enter(&path).and_then(|()| TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))));
+        let l = match listener {
+            Ok(l) => {
+                let _ = ready_tx.send(Ok(()));
+                l
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        for mut s in l.incoming().flatten() {
+            if let Ok(peer) = s.peer_addr() {
+                let _ = s.write_all(peer.ip().to_string().as_bytes());
+            }
+        }
+    });
+    ready_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("server thread died"))?
+}
+
+/// What a server in another namespace says back to a client in `netns` (its whole
+/// answer), or `None` when nothing came within `timeout`.
+pub fn ask(netns: &Path, to: SocketAddr, timeout: Duration) -> Option<String> {
+    let path = netns.to_path_buf();
+    std::thread::spawn(move || {
+        enter(&path).ok()?;
+        let mut s = TcpStream::connect_timeout(&to, timeout).ok()?;
+        s.set_read_timeout(Some(timeout)).ok()?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).ok()?;
+        Some(answer)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
 /// Whether a client in `netns` gets "ok" back from `ip:port` within `timeout`.
 pub fn probe(netns: &Path, ip: IpAddr, port: u16, proto: Proto, timeout: Duration) -> bool {
     let path = netns.to_path_buf();

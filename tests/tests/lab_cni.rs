@@ -97,6 +97,116 @@ fn plugin(ns: &str, bin: &std::path::Path, env: &[(&str, &str)], stdin: &str) ->
     )
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_status_and_gc_against_the_real_agent() {
+    let g = LabGuard::up("ckgc", 1, TorKind::None).await;
+    let lab = &g.lab;
+    let keep = lab
+        .add_pod(&PodSpec {
+            name: "keep".into(),
+            node: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let stale = lab
+        .add_pod(&PodSpec {
+            name: "stale".into(),
+            node: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let st = g.state();
+    let node = &st.nodes[0];
+    let bin = st.cni_bin_dir.join("twill");
+    let list: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&node.conflist).unwrap()).unwrap();
+    let mut conf = list["plugins"][0].clone();
+    conf["name"] = "twill".into();
+    conf["cniVersion"] = "1.1.0".into();
+
+    // CHECK with the ADD result as prevResult: the interface, addresses and routes are there.
+    let mut check = conf.clone();
+    check["prevResult"] = keep.result.clone();
+    let keep_netns = format!("/var/run/netns/{}", keep.netns);
+    let (status, out) = plugin(
+        &node.netns,
+        &bin,
+        &[
+            ("CNI_COMMAND", "CHECK"),
+            ("CNI_CONTAINERID", &keep.container_id),
+            ("CNI_NETNS", &keep_netns),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/usr/lib/cni"),
+        ],
+        &check.to_string(),
+    );
+    assert_eq!(status, 0, "CHECK of a healthy pod: {out}");
+    // CHECK notices a pod whose address was removed behind its back.
+    sys::exec_in(&keep.netns, "ip", &["addr", "flush", "dev", "eth0"]).unwrap();
+    let (status, out) = plugin(
+        &node.netns,
+        &bin,
+        &[
+            ("CNI_COMMAND", "CHECK"),
+            ("CNI_CONTAINERID", &keep.container_id),
+            ("CNI_NETNS", &keep_netns),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/usr/lib/cni"),
+        ],
+        &check.to_string(),
+    );
+    assert_eq!(status, 1, "CHECK of a broken pod fails: {out}");
+
+    // STATUS: felix can allocate.
+    let (status, out) = plugin(
+        &node.netns,
+        &bin,
+        &[("CNI_COMMAND", "STATUS"), ("CNI_PATH", "/usr/lib/cni")],
+        &conf.to_string(),
+    );
+    assert_eq!(status, 0, "STATUS: {out}");
+
+    // GC with only `keep` valid: `stale` loses its interface and address.
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] =
+        serde_json::json!([{ "containerID": keep.container_id, "ifname": "eth0" }]);
+    let (status, out) = plugin(
+        &node.netns,
+        &bin,
+        &[("CNI_COMMAND", "GC"), ("CNI_PATH", "/usr/lib/cni")],
+        &gc.to_string(),
+    );
+    assert_eq!(status, 0, "GC: {out}");
+    let ds = lab.datastore().await.unwrap();
+    let weps = ds.list::<WorkloadEndpoint>(None).await.unwrap().items;
+    let pods: Vec<_> = weps.iter().filter_map(|w| w.spec.pod.clone()).collect();
+    assert_eq!(
+        pods,
+        ["keep"],
+        "GC left only the valid attachment's endpoint"
+    );
+    let inv = twill_ipam::inventory::Inventory::load(
+        &ds,
+        twill_ipam::inventory::WorkloadSource::Endpoints,
+    )
+    .await
+    .unwrap();
+    let used: Vec<String> = inv.used().map(|(ip, _, _)| ip.to_string()).collect();
+    assert_eq!(
+        used, keep.ips,
+        "GC released the stale pod's address {:?}",
+        stale.ips
+    );
+    let stale_links =
+        sys::exec_in(&stale.netns, "ip", &["-o", "link", "show", "eth0"]).unwrap_or_default();
+    assert!(
+        stale_links.is_empty(),
+        "the stale pod's interface is gone: {stale_links}"
+    );
+}
+
 fn code(out: &str) -> u64 {
     let v: serde_json::Value = serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"));
     v["code"].as_u64().unwrap()

@@ -2,7 +2,8 @@
 //! a real ToR router (BIRD in one test, FRR in the other), 30 pods added concurrently
 //! through the real `twill` CNI plugin. Every address is unique, every pod reaches the
 //! pods of the other nodes as plain IP (no tunnel device anywhere), the ToR's kernel routes
-//! each node's blocks to that node, and deleting the pods frees every address and route.
+//! each node's blocks to that node, traffic leaving the pools is masqueraded (natOutgoing),
+//! and deleting the pods frees every address and route.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the report
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -112,6 +113,24 @@ async fn fabric(prefix: &str, tor: TorKind) {
             }
         },
     );
+
+    // natOutgoing: a pod reaching outside every pool (the ToR's address) is seen as its
+    // node; pod to pod is not translated.
+    let tor_ns = twill_tests::probe::netns_path(&st.tor_netns);
+    twill_tests::probe::serve_peer_address(&tor_ns, 7000).unwrap();
+    for p in pods.iter().take(NODES) {
+        let seen = twill_tests::probe::ask(
+            &twill_tests::probe::netns_path(&p.netns),
+            format!("{}:7000", st.tor_address).parse().unwrap(),
+            Duration::from_secs(2),
+        );
+        assert_eq!(
+            seen.as_deref(),
+            Some(st.nodes[p.node].address.as_str()),
+            "{} reaches the ToR masqueraded as its node",
+            p.name
+        );
+    }
 
     // Plain IP: no tunnel device on any host.
     for ns in st.nodes.iter().map(|n| &n.netns).chain([&st.tor_netns]) {
