@@ -15,9 +15,10 @@
 //! `IPAMHandle` objects are an index of the *borrowed* allocations only (addresses in
 //! blocks not affine to the requesting node), so that release by handle finds them
 //! without scanning every block. The index is written before the borrowing block write and
-//! deleted after the release: a crash in between leaves an index entry pointing at an
-//! address that is free, which is harmless (release verifies the block) and which
-//! `check` reports and the controller's GC removes. Never the other way round.
+//! tidied after the release, or at once when the allocation fails or moves to another
+//! block. Only a crash in between leaves an index entry pointing at an address that is
+//! free, which is harmless (release verifies the block) and which `check` reports and the
+//! controller's GC removes. Never the other way round (a borrowed address nobody indexed).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
@@ -312,6 +313,9 @@ impl Ipam {
         Ok(out)
     }
 
+    /// One address of `family`. Index entries this call added for borrowed blocks it did
+    /// not end up holding an address in (a lost race, an error) are taken out again, so a
+    /// failure leaves no index entry pointing at a free address.
     async fn allocate_one(
         &self,
         st: &mut State,
@@ -319,6 +323,32 @@ impl Ipam {
         handle: &str,
         attrs: &BTreeMap<String, String>,
         family: Family,
+    ) -> Result<Assignment, IpamError> {
+        let mut indexed = Vec::new();
+        let result = self
+            .try_allocate_one(st, ctx, handle, attrs, family, &mut indexed)
+            .await;
+        let kept = match &result {
+            Ok(a) if a.borrowed => Some(a.block),
+            _ => None,
+        };
+        let stale: Vec<IpNet> = indexed.into_iter().filter(|c| Some(*c) != kept).collect();
+        if !stale.is_empty()
+            && let Err(e) = self.unindex(st, handle, Some(&stale)).await
+        {
+            tracing::warn!(%handle, error = %e, "could not tidy the handle index; GC will");
+        }
+        result
+    }
+
+    async fn try_allocate_one(
+        &self,
+        st: &mut State,
+        ctx: &Context<'_>,
+        handle: &str,
+        attrs: &BTreeMap<String, String>,
+        family: Family,
+        indexed: &mut Vec<IpNet>,
     ) -> Result<Assignment, IpamError> {
         let reserved = |a: IpAddr| ctx.reservations.contains(a);
         if !st.listed {
@@ -354,8 +384,8 @@ impl Ipam {
                         skip.insert(cidr);
                         continue;
                     };
-                    if borrowed {
-                        self.index_borrowed(handle, cidr).await?;
+                    if borrowed && self.index_borrowed(handle, cidr).await? {
+                        indexed.push(cidr);
                     }
                     let mut object = cached.object.clone();
                     object.spec = block_to_spec(&block, object.spec.strict_affinity);
@@ -451,16 +481,18 @@ impl Ipam {
         }
     }
 
-    /// Adds `cidr` to the handle index of `handle` (created when absent).
-    async fn index_borrowed(&self, handle: &str, cidr: IpNet) -> Result<(), IpamError> {
+    /// Adds `cidr` to the handle index of `handle` (created when absent). Returns whether
+    /// it wrote anything (false: the entry already named the block).
+    async fn index_borrowed(&self, handle: &str, cidr: IpNet) -> Result<bool, IpamError> {
         let name = handle_name(handle);
         for retry in 0..self.policy.attempts {
             if retry > 0 {
                 tokio::time::sleep(self.policy.backoff(retry)).await;
             }
             let result = match self.ds.get::<IPAMHandle>(None, &name).await {
+                Ok(h) if h.spec.block.contains_key(&cidr.to_string()) => return Ok(false),
                 Ok(mut h) => {
-                    *h.spec.block.entry(cidr.to_string()).or_insert(0) += 1;
+                    h.spec.block.insert(cidr.to_string(), 1);
                     self.ds.update(&h).await.map(drop)
                 }
                 Err(DatastoreError::NotFound { .. }) => {
@@ -477,8 +509,69 @@ impl Ipam {
                 Err(e) => return Err(e.into()),
             };
             match result {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(true),
                 Err(DatastoreError::Conflict { .. } | DatastoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(IpamError::Contention {
+            attempts: self.policy.attempts,
+        })
+    }
+
+    /// Takes blocks out of the handle index of `handle` (`None`: every block it names),
+    /// each only if the block, read fresh, does not hold the handle; deletes the entry when
+    /// no block is left. Compare-and-swap like every write.
+    async fn unindex(
+        &self,
+        st: &mut State,
+        handle: &str,
+        only: Option<&[IpNet]>,
+    ) -> Result<(), IpamError> {
+        let name = handle_name(handle);
+        for retry in 0..self.policy.attempts {
+            if retry > 0 {
+                tokio::time::sleep(self.policy.backoff(retry)).await;
+            }
+            let mut index = match self.ds.get::<IPAMHandle>(None, &name).await {
+                Ok(h) if h.spec.handle_id == handle => h,
+                // Another handle's entry under the same object name: not ours to touch.
+                Ok(_) | Err(DatastoreError::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            let named: Vec<IpNet> = index
+                .spec
+                .block
+                .keys()
+                .filter_map(|c| c.parse::<IpNet>().ok())
+                .filter(|c| only.is_none_or(|only| only.contains(c)))
+                .collect();
+            let mut changed = false;
+            for cidr in named {
+                self.refetch(st, cidr).await?;
+                let holds = st
+                    .blocks
+                    .get(&cidr)
+                    .is_some_and(|c| !c.block.addrs_of(handle).is_empty());
+                if !holds {
+                    changed |= index.spec.block.remove(&cidr.to_string()).is_some();
+                }
+            }
+            if !changed {
+                return Ok(());
+            }
+            let result = if index.spec.block.is_empty() {
+                let rv = index.metadata.resource_version.clone();
+                self.ds
+                    .delete::<IPAMHandle>(None, &name, rv.as_deref())
+                    .await
+                    .map(drop)
+            } else {
+                self.ds.update(&index).await.map(drop)
+            };
+            match result {
+                Ok(()) | Err(DatastoreError::NotFound { .. }) => return Ok(()),
+                Err(DatastoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -641,7 +734,7 @@ impl Ipam {
                         },
                     );
                     if borrowed {
-                        self.prune_index(st, &freed.handle).await?;
+                        self.unindex(st, &freed.handle, None).await?;
                     }
                     return Ok(Some(freed));
                 }
@@ -654,39 +747,6 @@ impl Ipam {
         Err(IpamError::Contention {
             attempts: self.policy.attempts,
         })
-    }
-
-    /// Deletes the handle index entry of `handle` when none of the blocks it names still
-    /// hold the handle (after a release by address of a borrowed address).
-    async fn prune_index(&self, st: &mut State, handle: &str) -> Result<(), IpamError> {
-        let name = handle_name(handle);
-        let index = match self.ds.get::<IPAMHandle>(None, &name).await {
-            Ok(h) => h,
-            Err(DatastoreError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        for cidr in index
-            .spec
-            .block
-            .keys()
-            .filter_map(|c| c.parse::<IpNet>().ok())
-        {
-            self.refetch(st, cidr).await?;
-            if st
-                .blocks
-                .get(&cidr)
-                .is_some_and(|c| !c.block.addrs_of(handle).is_empty())
-            {
-                return Ok(());
-            }
-        }
-        let rv = index.metadata.resource_version.as_deref();
-        match self.ds.delete::<IPAMHandle>(None, &name, rv).await {
-            Ok(_) | Err(DatastoreError::NotFound { .. } | DatastoreError::Conflict { .. }) => {
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Addresses `handle` holds, read fresh from the datastore.

@@ -55,8 +55,10 @@ enum Key {
 pub struct PassReport {
     /// Leak candidates still waiting out their grace period.
     pub candidates: usize,
-    /// Addresses released.
+    /// Addresses released (both reasons).
     pub released: usize,
+    /// Of those, released because the node is gone.
+    pub released_node_gone: usize,
     /// Handle-index entries deleted.
     pub handles_deleted: usize,
     /// Releases skipped because the re-check found the workload or node back.
@@ -168,6 +170,9 @@ impl Gc {
                             Ok(Some(_)) => {
                                 tracing::info!(%addr, handle = %alloc.handle, ?reason, "GC released an address");
                                 report.released += 1;
+                                if reason == Reason::NodeGone {
+                                    report.released_node_gone += 1;
+                                }
                             }
                             Ok(None) | Err(IpamError::Stale(_)) | Err(IpamError::NoBlock(_)) => {}
                             Err(e) => return Err(e),

@@ -16,3 +16,4 @@ pub mod net;
 pub mod plan;
 pub mod reconcile;
 pub mod retry;
+pub mod status;

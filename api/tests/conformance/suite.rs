@@ -311,6 +311,25 @@ pub async fn invalid_objects_are_never_stored(ds: &Datastore) {
         ds.get::<IPPool>(None, "inside").await,
         Err(DatastoreError::NotFound { .. })
     ));
+    // A stored pool's blockSize and cidr cannot change: blocks of the old size would overlap.
+    let stored: IPPool = ds.get(None, "big").await.unwrap();
+    let mut resized = stored.clone();
+    resized.spec.block_size = Some(28);
+    match ds.update(&resized).await {
+        Err(DatastoreError::Invalid { error, .. }) => {
+            assert_eq!(error.field, "spec.blockSize");
+            assert!(error.message.contains("cannot be changed"), "{error}");
+        }
+        other => panic!("expected the resize to be refused, got {other:?}"),
+    }
+    let mut moved = stored.clone();
+    moved.spec.cidr = "10.254.0.0/17".into();
+    match ds.update(&moved).await {
+        Err(DatastoreError::Invalid { error, .. }) => assert_eq!(error.field, "spec.cidr"),
+        other => panic!("expected the move to be refused, got {other:?}"),
+    }
+    let now: IPPool = ds.get(None, "big").await.unwrap();
+    assert_eq!(now.spec, stored.spec);
 }
 
 /// Namespace objects round-trip (etcd mode stores them; it adds the name label).

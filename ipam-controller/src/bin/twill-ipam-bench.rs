@@ -3,8 +3,8 @@
 //! - `worker`: one allocator *process* for one node, as felix would be: allocate (then
 //!   record a WorkloadEndpoint, as felix does after CNI ADD), keep at most `--live`
 //!   addresses, release the oldest (delete its endpoint, then release by handle). Prints
-//!   `ALLOC <addr> <handle> <borrowed>` and `RELEASE <handle>` lines, flushed, so a test can
-//!   SIGKILL it at any point and still know what it did.
+//!   `ALLOC <addr> <handle> <borrowed>`, `RELEASING <handle>` and `RELEASE <handle>` lines,
+//!   flushed, so a test can SIGKILL it at any point and still know what it did.
 //! - `bench`: allocations per second and latency percentiles for N concurrent nodes, next
 //!   to the datastore's own CAS update rate on an object of the same size, in the same run.
 //!
@@ -96,6 +96,11 @@ async fn worker(ds: Datastore, node: &str, id: &str, count: u32, live: usize) ->
         if held.len() >= live
             && let Some((handle, wep)) = held.pop_front()
         {
+            // Said before the release starts: a SIGKILL from here until `RELEASE` leaves
+            // the handle's addresses either held or freed, and the test must know which
+            // handle was in that window.
+            writeln!(out, "RELEASING {handle}")?;
+            out.flush()?;
             // felix's DEL: forget the endpoint, then release by handle.
             match ds
                 .delete::<WorkloadEndpoint>(Some("stress"), &wep, None)

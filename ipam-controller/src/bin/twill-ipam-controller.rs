@@ -106,7 +106,7 @@ async fn run(args: Args) -> Result<()> {
         format!("{}-{}", host.trim(), std::process::id())
     });
     tracing::info!(%id, "campaigning for leadership");
-    let mut leadership = tokio::select! {
+    let leadership = tokio::select! {
         l = Leadership::acquire(etcd, ELECTION, &id, args.leader_lease) => l.context("leader election")?,
         _ = term.recv() => return Ok(()),
         _ = int.recv() => return Ok(()),
@@ -119,18 +119,24 @@ async fn run(args: Args) -> Result<()> {
         source: workload_source(&args.ds),
     };
     let controller = Controller::new(ds, config, metrics.clone());
-    let mut lost = false;
+    let guard = leadership.guard();
+    let mut lost_guard = leadership.guard();
+    let mut signalled = false;
     controller
-        .run(async {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                _ = int.recv() => tracing::info!("SIGINT: stopping"),
-                () = leadership.lost() => lost = true,
-            }
-        })
+        .run(
+            async {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                    _ = int.recv() => tracing::info!("SIGINT: stopping"),
+                    () = lost_guard.lost() => return,
+                }
+                signalled = true;
+            },
+            || guard.is_leader(),
+        )
         .await;
     metrics.leader.set(0);
-    if lost {
+    if !signalled {
         bail!("lost the leader lease; exiting so another replica takes over");
     }
     leadership.resign().await;
