@@ -8,9 +8,12 @@
 //! Cost: the allocator keeps a cache of the blocks it has seen (with their revisions). An
 //! address from an already-owned block costs ONE datastore round trip: the CAS update of
 //! that block (the `Datastore` has no multi-key transaction, and none is needed because
-//! the block itself records the handle). Claiming a block is one create that carries the
-//! first allocation too (plus a `BlockAffinity` record written after it). A stale cache
-//! only costs a retry: a CAS on an old revision fails, the block is re-read.
+//! the block itself records the handle). Claiming a block costs a keys-only list of the
+//! block names (which blocks exist; blocks new to the cache are read), then one create
+//! that carries the first allocation too (plus a `BlockAffinity` record written after it):
+//! never a read of every block, which would grow with the cluster. Only borrowing, or
+//! finding every pool full, re-reads all blocks. A stale cache only costs a retry: a CAS
+//! on an old revision fails, the block is re-read.
 //!
 //! `IPAMHandle` objects are an index of the *borrowed* allocations only (addresses in
 //! blocks not affine to the requesting node), so that release by handle finds them
@@ -159,6 +162,9 @@ struct State {
     labels: BTreeMap<String, (Instant, BTreeMap<String, String>)>,
 }
 
+/// Past this many blocks new to the cache, one full list is cheaper than reading each.
+const SYNC_READS: usize = 32;
+
 /// The IPAM client. One per process (felix: one per node); cheap to share behind an `Arc`.
 /// Operations of one `Ipam` are serialised: they would contend on the same blocks anyway.
 pub struct Ipam {
@@ -264,6 +270,46 @@ impl Ipam {
         Ok(())
     }
 
+    /// Brings the cache's idea of which blocks exist up to date at the cost of one
+    /// keys-only list: blocks gone are dropped, blocks new to it are read (many new ones:
+    /// one full list instead). Blocks it knows keep their cached state.
+    async fn sync(&self, st: &mut State) -> Result<(), IpamError> {
+        let names: HashSet<String> = self
+            .ds
+            .list_names::<IPAMBlock>(None)
+            .await?
+            .into_iter()
+            .collect();
+        st.blocks
+            .retain(|_, c| names.contains(c.object.metadata.name.as_deref().unwrap_or("")));
+        let known: HashSet<&str> = st
+            .blocks
+            .values()
+            .filter_map(|c| c.object.metadata.name.as_deref())
+            .collect();
+        let new: Vec<String> = names
+            .iter()
+            .filter(|n| !known.contains(n.as_str()))
+            .cloned()
+            .collect();
+        if new.len() > SYNC_READS {
+            return self.relist(st).await;
+        }
+        for name in new {
+            match self.ds.get::<IPAMBlock>(None, &name).await {
+                Ok(object) => match block_from_spec(&object.spec) {
+                    Ok(block) => {
+                        st.blocks.insert(block.cidr, Cached { object, block });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "skipping corrupt IPAM block"),
+                },
+                Err(DatastoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     async fn refetch(&self, st: &mut State, cidr: IpNet) -> Result<(), IpamError> {
         match self.ds.get::<IPAMBlock>(None, &block_name(&cidr)).await {
             Ok(object) => cache(st, object),
@@ -354,7 +400,10 @@ impl Ipam {
         if !st.listed {
             self.relist(st).await?;
         }
-        // Fresh: the cache was read during this call, so "full" and "unclaimed" are real.
+        // Before anything but an address from an own block, the cache must know which
+        // blocks exist (`synced`: names listed this call, new blocks read); before borrowing
+        // or giving up, also how full the others' blocks are (`fresh`: all re-read).
+        let mut synced = false;
         let mut fresh = false;
         let mut skip = HashSet::new();
         let mut conflicts = 0u32;
@@ -367,7 +416,13 @@ impl Ipam {
                     ..
                 }
             );
-            if !own && !fresh {
+            if !own && !synced && !fresh {
+                self.sync(st).await?;
+                synced = true;
+                continue;
+            }
+            let claim = matches!(choice, Choice::Claim { .. });
+            if !own && !claim && !fresh {
                 self.relist(st).await?;
                 fresh = true;
                 continue;
@@ -407,6 +462,7 @@ impl Ipam {
                         }
                         Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => {
                             conflicts += 1;
+                            tracing::debug!(%cidr, borrowed, conflicts, "lost the race for an address");
                             if conflicts > 2 {
                                 tokio::time::sleep(self.policy.backoff(conflicts)).await;
                             }
@@ -443,12 +499,16 @@ impl Ipam {
                             });
                         }
                         Err(DatastoreError::AlreadyExists { .. }) => {
-                            // Someone else won the block: learn it and choose again.
+                            // Someone else won the block. Every node claims the lowest free
+                            // block, so the winners may have taken several since our last
+                            // look: learn them all (learning one per attempt falls behind
+                            // the others' claims for good), then choose again.
                             conflicts += 1;
+                            tracing::debug!(%cidr, conflicts, "lost the race for a block");
                             if conflicts > 2 {
                                 tokio::time::sleep(self.policy.backoff(conflicts)).await;
                             }
-                            self.refetch(st, cidr).await?;
+                            self.sync(st).await?;
                             if !st.blocks.contains_key(&cidr) {
                                 skip.insert(cidr);
                             }
@@ -641,9 +701,6 @@ impl Ipam {
             self.refetch(st, cidr).await?;
         }
         for retry in 0..self.policy.attempts {
-            if retry > 1 {
-                tokio::time::sleep(self.policy.backoff(retry)).await;
-            }
             let Some(cached) = st.blocks.get(&cidr) else {
                 return Ok(Vec::new());
             };
@@ -666,6 +723,11 @@ impl Ipam {
                     return Ok(freed);
                 }
                 Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => {
+                    // Back off before the re-read, not between the re-read and the write:
+                    // a pause there only makes the next write stale too.
+                    if retry > 0 {
+                        tokio::time::sleep(self.policy.backoff(retry)).await;
+                    }
                     self.refetch(st, cidr).await?;
                 }
                 Err(e) => return Err(e.into()),
@@ -711,9 +773,6 @@ impl Ipam {
         };
         self.refetch(st, cidr).await?;
         for retry in 0..self.policy.attempts {
-            if retry > 1 {
-                tokio::time::sleep(self.policy.backoff(retry)).await;
-            }
             let Some(cached) = st.blocks.get(&cidr) else {
                 return Err(IpamError::NoBlock(addr));
             };
@@ -739,6 +798,11 @@ impl Ipam {
                     return Ok(Some(freed));
                 }
                 Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => {
+                    // Back off before the re-read, not between the re-read and the write:
+                    // a pause there only makes the next write stale too.
+                    if retry > 0 {
+                        tokio::time::sleep(self.policy.backoff(retry)).await;
+                    }
                     self.refetch(st, cidr).await?;
                 }
                 Err(e) => return Err(e.into()),

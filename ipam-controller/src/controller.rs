@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use twill_api::datastore::Datastore;
+use twill_api::resources::native::KubeNode;
 use twill_api::resources::{IPPool, Node};
 
 use crate::allocator::{Ipam, IpamError, Settings};
 use crate::gc::{Gc, PassReport};
 use crate::inventory::{Inventory, WorkloadSource};
 use crate::metrics::Metrics;
+use crate::nodes::NodePruner;
 use crate::reconcile::{self, Applied, load_nodes};
 use crate::status;
 
@@ -29,6 +31,21 @@ pub struct ControllerConfig {
     pub resync: Duration,
     /// Where live workloads are read.
     pub source: WorkloadSource,
+    /// Delete Twill `Node`s whose Kubernetes `Node` is gone (Kubernetes mode).
+    pub prune_nodes: bool,
+}
+
+impl ControllerConfig {
+    /// The defaults of a datastore mode: GC against Pods and Twill nodes pruned after
+    /// Kubernetes Nodes in Kubernetes mode; against WorkloadEndpoints in etcd mode.
+    pub fn for_source(source: WorkloadSource, gc_grace: Duration, resync: Duration) -> Self {
+        ControllerConfig {
+            gc_grace,
+            resync,
+            source,
+            prune_nodes: source == WorkloadSource::Pods,
+        }
+    }
 }
 
 /// What one pass did.
@@ -40,6 +57,8 @@ pub struct PassSummary {
     pub gc: PassReport,
     /// Pools whose `Allocatable` condition changed.
     pub pools_reported: usize,
+    /// Twill `Node`s deleted because their Kubernetes `Node` is gone.
+    pub nodes_pruned: usize,
 }
 
 /// The controller's state between passes.
@@ -48,6 +67,7 @@ pub struct Controller {
     ds: Datastore,
     ipam: Ipam,
     gc: Gc,
+    pruner: NodePruner,
     metrics: Arc<Metrics>,
     config: ControllerConfig,
 }
@@ -58,6 +78,7 @@ impl Controller {
         Controller {
             ipam: Ipam::new(ds.clone()).with_settings_ttl(Duration::ZERO),
             gc: Gc::new(config.gc_grace, config.source),
+            pruner: NodePruner::default(),
             ds,
             metrics,
             config,
@@ -81,11 +102,17 @@ impl Controller {
 
     /// One full pass.
     pub async fn pass(&mut self) -> Result<PassSummary, IpamError> {
+        let nodes_pruned = if self.config.prune_nodes {
+            self.pruner.pass(&self.ds).await?.len()
+        } else {
+            0
+        };
         let settings = Settings::load(&self.ds).await?;
         let mut summary = PassSummary {
             blocks: self.reconcile_blocks(&settings).await?,
             gc: self.gc.pass(&self.ipam).await?,
             pools_reported: 0,
+            nodes_pruned,
         };
         if summary.gc.released > 0 {
             // Blocks GC just emptied (a gone node's) can be released now, not next pass.
@@ -127,6 +154,11 @@ impl Controller {
     ) {
         let mut nodes = self.ds.watch::<Node>(None, None);
         let mut pools = self.ds.watch::<IPPool>(None, None);
+        let mut kube_nodes = if self.config.prune_nodes {
+            self.ds.watch::<KubeNode>(None, None)
+        } else {
+            futures::stream::pending().boxed()
+        };
         let mut tick = tokio::time::interval(self.config.resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -136,11 +168,13 @@ impl Controller {
                 _ = tick.tick() => {}
                 Some(_) = nodes.next() => {}
                 Some(_) = pools.next() => {}
+                Some(_) = kube_nodes.next() => {}
             }
             // Coalesce a burst of events into one pass.
             tokio::time::sleep(Duration::from_millis(100)).await;
             while let Some(Some(_)) = nodes.next().now_or_never() {}
             while let Some(Some(_)) = pools.next().now_or_never() {}
+            while let Some(Some(_)) = kube_nodes.next().now_or_never() {}
             if !may_act() {
                 tracing::warn!("no longer allowed to act (leadership lost): stopping");
                 return;

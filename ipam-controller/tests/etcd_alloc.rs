@@ -282,3 +282,32 @@ async fn a_pool_recreated_with_another_block_size_never_overlaps_old_blocks() {
         inv.check()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_claimed_elsewhere_for_the_node_is_found_before_claiming_another() {
+    let (_etcd, ds) = common::etcd().await;
+    common::pool(&ds, "v4", "10.244.0.0/24", 26).await;
+    common::node(&ds, "n1").await;
+    common::node(&ds, "n2").await;
+    let felix = Ipam::new(ds.clone());
+    // felix has read the blocks (n1's first allocation)...
+    let a = felix
+        .allocate(&req("net.a", "n1", true, false))
+        .await
+        .unwrap()[0];
+    // ...before someone else (the controller, another process) claims n2's first block.
+    let other = Ipam::new(ds.clone());
+    let b = other
+        .allocate(&req("net.b", "n2", true, false))
+        .await
+        .unwrap()[0];
+    assert_ne!(a.block, b.block);
+    // n2's next address comes from that block, not from a second claim.
+    let c = felix
+        .allocate(&req("net.c", "n2", true, false))
+        .await
+        .unwrap()[0];
+    assert_eq!(c.block, b.block);
+    assert!(!c.borrowed);
+    assert_eq!(ds.list::<IPAMBlock>(None).await.unwrap().items.len(), 2);
+}

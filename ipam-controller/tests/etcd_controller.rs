@@ -44,6 +44,7 @@ async fn nodes_get_blocks_and_a_deleted_nodes_blocks_are_freed() {
         gc_grace: Duration::from_secs(900),
         resync: Duration::from_secs(60),
         source: WorkloadSource::Endpoints,
+        prune_nodes: false,
     };
     let mut controller = Controller::new(ds.clone(), config, Arc::new(Metrics::default()));
     let first = controller.pass().await.unwrap();
@@ -119,6 +120,7 @@ async fn pools_report_whether_they_are_allocatable_and_why() {
         gc_grace: Duration::from_secs(900),
         resync: Duration::from_secs(60),
         source: WorkloadSource::Endpoints,
+        prune_nodes: false,
     };
     let mut controller = Controller::new(ds.clone(), config, Arc::new(Metrics::default()));
     let first = controller.pass().await.unwrap();
@@ -196,7 +198,7 @@ fn controller(etcd: &twill_harness::etcd::EtcdServer, id: &str) -> ChildGuard {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_twill-ipam-controller"));
     cmd.args(["--datastore", "etcd", "--etcd-endpoints", &etcd.endpoint()])
         .args(["--metrics-listen", "127.0.0.1:0", "--resync-interval", "1s"])
-        .args(["--leader-lease", "3s", "--leader-id", id])
+        .args(["--leader-lease-duration", "3s", "--leader-id", id])
         .env("NO_COLOR", "1")
         // `pass starting` (debug) shows every pass a replica begins.
         .env("RUST_LOG", "info,twill_ipam::controller=debug");
@@ -393,4 +395,50 @@ async fn a_frozen_leader_is_replaced_and_stops_without_acting_when_it_wakes() {
     );
     assert!(b.is_running(), "{}", b.log_tail(10));
     b.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_record_whose_kubernetes_node_is_gone_is_pruned_and_its_addresses_freed() {
+    // Kubernetes mode's rule, run over etcd (which stores Kubernetes Nodes like any kind).
+    use twill_api::resources::native::KubeNode;
+    let (_etcd, ds) = common::etcd().await;
+    common::pool(&ds, "v4", "10.244.0.0/24", 26).await;
+    for name in ["k1", "k2"] {
+        common::node(&ds, name).await;
+        let mut kube = KubeNode::default();
+        kube.metadata.name = Some(name.into());
+        ds.create(&kube).await.unwrap();
+    }
+    let config = ControllerConfig {
+        gc_grace: Duration::from_secs(900),
+        resync: Duration::from_secs(60),
+        source: WorkloadSource::Endpoints,
+        prune_nodes: true,
+    };
+    let mut controller = Controller::new(ds.clone(), config, Arc::new(Metrics::default()));
+    controller.pass().await.unwrap();
+    let got = Ipam::new(ds.clone())
+        .allocate(&Request {
+            handle: "net.pod".into(),
+            node: "k2".into(),
+            attrs: BTreeMap::new(),
+            v4: true,
+            v6: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let _: KubeNode = ds.delete(None, "k2", None).await.unwrap();
+    // Seen orphaned once: kept (a misread must not free a live node's addresses).
+    let first = controller.pass().await.unwrap();
+    assert_eq!(first.nodes_pruned, 0);
+    ds.get::<Node>(None, "k2").await.unwrap();
+    // Seen twice: the record goes, and with it the node's address and block.
+    let second = controller.pass().await.unwrap();
+    assert_eq!(second.nodes_pruned, 1);
+    assert_eq!(second.gc.released, 1);
+    assert!(ds.get::<Node>(None, "k2").await.is_err());
+    assert_eq!(affine_blocks(&ds, "k2").await, 0);
+    assert_eq!(affine_blocks(&ds, "k1").await, 1);
+    ds.get::<Node>(None, "k1").await.unwrap();
 }

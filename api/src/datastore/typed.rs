@@ -103,6 +103,12 @@ impl Datastore {
         })
     }
 
+    /// The names of every object of the kind (sorted; `<namespace>/<name>` when listing a
+    /// namespaced kind across namespaces), without reading the objects themselves.
+    pub async fn list_names<T: Resource>(&self, namespace: Option<&str>) -> Result<Vec<String>> {
+        self.backend.list_names(T::kind_info(), namespace).await
+    }
+
     /// Creates an object after validating it; returns it as stored (with its revision).
     pub async fn create<T: Resource>(&self, object: &T) -> Result<T> {
         decode(self.create_dynamic(T::kind_info(), encode(object)?).await?)

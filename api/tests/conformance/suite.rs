@@ -53,6 +53,10 @@ pub async fn crud(ds: &Datastore) {
         .collect();
     assert_eq!(names, ["crud-a", "crud-b"]);
     assert!(!list.revision.is_empty());
+    assert_eq!(
+        ds.list_names::<IPPool>(None).await.unwrap(),
+        ["crud-a", "crud-b"]
+    );
 
     let mut changed = got.clone();
     changed.spec.nat_outgoing = Some(true);
@@ -105,6 +109,16 @@ pub async fn namespaced(ds: &Datastore) {
     assert_eq!(in_a.len(), 2);
     let all = ds.list::<WorkloadEndpoint>(None).await.unwrap().items;
     assert_eq!(all.len(), 3);
+    assert_eq!(
+        ds.list_names::<WorkloadEndpoint>(None).await.unwrap(),
+        ["ns-a/db", "ns-a/web", "ns-b/web"]
+    );
+    assert_eq!(
+        ds.list_names::<WorkloadEndpoint>(Some("ns-a"))
+            .await
+            .unwrap(),
+        ["db", "web"]
+    );
     let b: WorkloadEndpoint = ds.get(Some("ns-b"), "web").await.unwrap();
     assert_eq!(b.metadata.namespace.as_deref(), Some("ns-b"));
     // Namespaced kinds need a namespace.
