@@ -24,7 +24,7 @@ pub fn workload_source(args: &DatastoreArgs) -> WorkloadSource {
 #[derive(Clone)]
 pub enum ElectionClient {
     /// An etcd lease and etcd's election API.
-    Etcd(etcd_client::Client),
+    Etcd(Box<etcd_client::Client>),
     /// A `coordination.k8s.io/v1` Lease.
     Kubernetes(kube::Client),
 }
@@ -49,7 +49,7 @@ pub async fn connect(
             let client = backend.client();
             Ok((
                 Datastore::new(Arc::new(backend)),
-                ElectionClient::Etcd(client),
+                ElectionClient::Etcd(Box::new(client)),
             ))
         }
         DatastoreType::Kubernetes => {

@@ -224,7 +224,10 @@ fn report(nodes: usize, ipam: &Run, cas_runs: &[Run]) {
         ms(percentile(one_trip.clone(), 0.5)),
         ms(percentile(one_trip, 0.99)),
     );
-    let each: Vec<String> = cas_runs.iter().map(|r| format!("{:.0}", r.rate())).collect();
+    let each: Vec<String> = cas_runs
+        .iter()
+        .map(|r| format!("{:.0}", r.rate()))
+        .collect();
     println!(
         "cas:  {cas_rate:.0} updates/s ({per_writer:.0}/s per writer; runs before and after: {}), p50 {:.2} ms, p99 {:.2} ms",
         each.join(", "),

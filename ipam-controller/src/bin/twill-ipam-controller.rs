@@ -182,7 +182,7 @@ async fn run(args: Args) -> Result<()> {
 async fn campaign(args: &Args, election: ElectionClient, id: &str) -> Result<Leadership> {
     match election {
         ElectionClient::Etcd(client) => {
-            Leadership::acquire_etcd(client, ELECTION, id, args.leader_lease_duration)
+            Leadership::acquire_etcd(*client, ELECTION, id, args.leader_lease_duration)
                 .await
                 .context("leader election on etcd")
         }

@@ -33,7 +33,7 @@ pub struct Leadership {
 
 enum Holder {
     Etcd {
-        client: etcd_client::Client,
+        client: Box<etcd_client::Client>,
         lease: i64,
     },
     Kube(Arc<Mutex<LeaseLock>>),
@@ -111,7 +111,10 @@ impl Leadership {
         Ok(Leadership {
             guard,
             renewer,
-            holder: Holder::Etcd { client, lease },
+            holder: Holder::Etcd {
+                client: Box::new(client),
+                lease,
+            },
         })
     }
 
@@ -144,7 +147,7 @@ impl Leadership {
         self.renewer.abort();
         match &self.holder {
             Holder::Etcd { client, lease } => {
-                if let Err(e) = client.clone().lease_revoke(*lease).await {
+                if let Err(e) = client.as_ref().clone().lease_revoke(*lease).await {
                     tracing::warn!(error = %e, "could not revoke the leader lease; it will expire");
                 }
             }
