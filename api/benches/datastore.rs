@@ -6,6 +6,8 @@
 //!   one client connection can do, with the same concurrency;
 //! - `etcdctl put`: Debian's `etcdctl put` run in a loop, one process per put (what
 //!   "etcdctl's put rate" means from a shell; dominated by process start-up);
+//! - `etcdctl check perf --load=l`: etcdctl's own load generator, puts from 500 clients in
+//!   one process for 60 s (skip with `TWILL_BENCH_CHECK_PERF=0`);
 //!
 //! Run: `CARGO_TARGET_DIR=... cargo bench -p twill-api --bench datastore`
 //! (`TWILL_BENCH_SECS` sets the seconds per measurement, default 5).
@@ -164,6 +166,29 @@ fn etcdctl_puts(endpoint: &str, run: Duration) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// `etcdctl check perf --load=l`: etcdctl's own put load generator, in one process (500
+/// clients, capped at 8000 puts/s, 60 s), so no process start-up per put. Returns the
+/// throughput it reports, or its output when it reports none.
+fn etcdctl_check_perf(endpoint: &str) -> Result<f64, String> {
+    let output = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint, "check", "perf", "--load=l"])
+        .args(["--prefix", "/bench/check-perf/", "--auto-compact"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    // `PASS: Throughput is 8000 writes/s` or `FAIL: Throughput too low: 5053 writes/s`
+    // (it fails its own 8000/s target on this machine; the figure is what counts here).
+    text.lines()
+        .filter(|l| l.contains("Throughput"))
+        .find_map(|l| {
+            let before = l.split(" writes/s").next()?;
+            before.split_whitespace().last()?.parse::<f64>().ok()
+        })
+        .ok_or_else(|| text.lines().rev().take(10).collect::<Vec<_>>().join("\n"))
+}
+
 /// `etcdctl version` in a loop: the process start-up cost inside each `etcdctl put`.
 fn etcdctl_spawns(run: Duration) -> f64 {
     let started = Instant::now();
@@ -229,6 +254,20 @@ async fn main() {
         .await
         .unwrap();
     rows.push(("etcdctl version (process start-up only)".into(), rate, None));
+    if std::env::var("TWILL_BENCH_CHECK_PERF").as_deref() != Ok("0") {
+        let endpoint = etcd.endpoint();
+        match tokio::task::spawn_blocking(move || etcdctl_check_perf(&endpoint))
+            .await
+            .unwrap()
+        {
+            Ok(rate) => rows.push((
+                "etcdctl check perf --load=l (500 clients, one process)".into(),
+                rate,
+                None,
+            )),
+            Err(output) => println!("etcdctl check perf reported no throughput:\n{output}"),
+        }
+    }
     for (name, rate, conflicts) in rows {
         match conflicts {
             Some(c) => println!("{name:<58} {rate:>12.0}   ({c} conflicts retried)"),

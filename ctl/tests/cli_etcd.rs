@@ -112,6 +112,18 @@ fn apply_round_trips_every_kind_then_delete_removes() {
         "{table}"
     );
 
+    // -o wide adds the priority columns; -o yaml prints the object.
+    let wide = ok(twillctl(&etcd, &["get", "ippools", "-o", "wide"]));
+    assert!(wide.lines().next().unwrap().contains("SELECTOR"), "{wide}");
+    assert!(
+        !table.lines().next().unwrap().contains("SELECTOR"),
+        "{table}"
+    );
+    let yaml = ok(twillctl(&etcd, &["get", "ippool", "pool-v4", "-o", "yaml"]));
+    let parsed: Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(parsed["spec"]["cidr"], "10.244.0.0/16", "{yaml}");
+    assert_eq!(parsed["kind"], "IPPool", "{yaml}");
+
     let namespace = get_json(&etcd, &["get", "namespace", "shop"]);
     assert_eq!(
         namespace["metadata"]["labels"]["kubernetes.io/metadata.name"],
@@ -153,6 +165,34 @@ fn block_size_40_is_refused_naming_block_size_and_not_stored() {
     assert!(stderr.contains("blockSize"), "{stderr}");
     assert!(stderr.contains("document 2"), "{stderr}");
     // Nothing is half-written: the valid first document was not stored either.
+    let pools = get_json(&etcd, &["get", "ippools"]);
+    assert_eq!(pools["items"].as_array().unwrap().len(), 0, "{pools}");
+
+    // A malformed document (a field of the wrong type, then broken YAML) names the document
+    // and the field, exits non-zero, and stores nothing.
+    std::fs::write(
+        &file,
+        "apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: good}\nspec: {cidr: 10.244.0.0/16}\n---\n\
+         apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: typo}\nspec: {cidr: 10.245.0.0/16, natOutgoing: [yes]}\n",
+    )
+    .unwrap();
+    let output = twillctl(&etcd, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("document 2") && stderr.contains("spec.natOutgoing"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &file,
+        "apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: good}\nspec: {cidr: 10.244.0.0/16}\n---\n\
+         apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: broken\nspec: {cidr: 10.245.0.0/16}\n",
+    )
+    .unwrap();
+    let output = twillctl(&etcd, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("document 2"), "{stderr}");
     let pools = get_json(&etcd, &["get", "ippools"]);
     assert_eq!(pools["items"].as_array().unwrap().len(), 0, "{pools}");
 }

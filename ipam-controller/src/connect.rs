@@ -1,11 +1,12 @@
 //! Connecting to the datastore from the flags every binary shares (DESIGN.md:
 //! `--datastore`, `--etcd-endpoints`, `--kubeconfig`; `twill_api`'s `DatastoreArgs`), plus
-//! the etcd client itself in etcd mode (for the leader lease).
+//! the client leader election needs in that mode (etcd's, or the API server's).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use twill_api::datastore::etcd::EtcdBackend;
+use twill_api::datastore::kubernetes::KubernetesBackend;
 use twill_api::datastore::{Datastore, DatastoreError};
 pub use twill_api::datastore::{DatastoreArgs, DatastoreType};
 
@@ -19,17 +20,45 @@ pub fn workload_source(args: &DatastoreArgs) -> WorkloadSource {
     }
 }
 
-/// Connects within `timeout`; in etcd mode also returns the etcd client.
+/// The client leader election runs on.
+#[derive(Clone)]
+pub enum ElectionClient {
+    /// An etcd lease and etcd's election API.
+    Etcd(Box<etcd_client::Client>),
+    /// A `coordination.k8s.io/v1` Lease.
+    Kubernetes(kube::Client),
+}
+
+impl std::fmt::Debug for ElectionClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ElectionClient::Etcd(_) => write!(f, "ElectionClient(etcd)"),
+            ElectionClient::Kubernetes(_) => write!(f, "ElectionClient(kubernetes)"),
+        }
+    }
+}
+
+/// Connects within `timeout`; also returns the client for leader election.
 pub async fn connect(
     args: &DatastoreArgs,
     timeout: Duration,
-) -> Result<(Datastore, Option<etcd_client::Client>), DatastoreError> {
+) -> Result<(Datastore, ElectionClient), DatastoreError> {
     match args.datastore {
         DatastoreType::Etcd => {
             let backend = EtcdBackend::connect(&args.etcd_endpoints, timeout).await?;
             let client = backend.client();
-            Ok((Datastore::new(Arc::new(backend)), Some(client)))
+            Ok((
+                Datastore::new(Arc::new(backend)),
+                ElectionClient::Etcd(Box::new(client)),
+            ))
         }
-        DatastoreType::Kubernetes => Ok((args.connect_with_timeout(timeout).await?, None)),
+        DatastoreType::Kubernetes => {
+            let backend = KubernetesBackend::connect(args.kubeconfig.as_deref(), timeout).await?;
+            let client = backend.client();
+            Ok((
+                Datastore::new(Arc::new(backend)),
+                ElectionClient::Kubernetes(client),
+            ))
+        }
     }
 }

@@ -55,8 +55,10 @@ enum Key {
 pub struct PassReport {
     /// Leak candidates still waiting out their grace period.
     pub candidates: usize,
-    /// Addresses released.
+    /// Addresses released (both reasons).
     pub released: usize,
+    /// Of those, released because the node is gone.
+    pub released_node_gone: usize,
     /// Handle-index entries deleted.
     pub handles_deleted: usize,
     /// Releases skipped because the re-check found the workload or node back.
@@ -168,6 +170,9 @@ impl Gc {
                             Ok(Some(_)) => {
                                 tracing::info!(%addr, handle = %alloc.handle, ?reason, "GC released an address");
                                 report.released += 1;
+                                if reason == Reason::NodeGone {
+                                    report.released_node_gone += 1;
+                                }
                             }
                             Ok(None) | Err(IpamError::Stale(_)) | Err(IpamError::NoBlock(_)) => {}
                             Err(e) => return Err(e),
@@ -212,5 +217,71 @@ async fn delete_stale_handle(
         Ok(_) => Ok(true),
         Err(DatastoreError::NotFound { .. } | DatastoreError::Conflict { .. }) => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use twill_api::resources::IPAMBlock;
+
+    use super::*;
+    use crate::block::Block;
+    use crate::model::{block_name, block_to_spec};
+
+    /// A node "n1" whose block holds `n` addresses, none with a live workload.
+    fn leaky(n: usize) -> Inventory {
+        let mut b = Block::new("10.244.0.0/24".parse().unwrap(), Some("n1".into()));
+        let attrs = BTreeMap::from([("node".to_owned(), "n1".to_owned())]);
+        for i in 0..n {
+            b.allocate(&format!("net.{i}"), &attrs, &|_| false).unwrap();
+        }
+        Inventory {
+            blocks: vec![(
+                IPAMBlock::new(&block_name(&b.cidr), block_to_spec(&b, false)),
+                b,
+            )],
+            nodes: ["n1".to_owned()].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn leaks_wait_out_the_grace_period_and_a_pass_is_bounded() {
+        let inv = leaky(20);
+        let mut gc =
+            Gc::new(Duration::from_secs(60), WorkloadSource::Endpoints).with_max_per_pass(8);
+        let t0 = Instant::now();
+        assert!(
+            gc.plan(&inv, t0).is_empty(),
+            "nothing before the grace period"
+        );
+        assert_eq!(gc.candidates(), 20);
+        let later = gc.plan(&inv, t0 + Duration::from_secs(61));
+        assert_eq!(later.len(), 8, "at most max_per_pass actions per pass");
+        assert!(later.iter().all(|a| matches!(
+            a,
+            Action::Release {
+                reason: Reason::Leaked,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn a_gone_nodes_addresses_go_at_once() {
+        let mut inv = leaky(3);
+        inv.nodes.clear();
+        let mut gc = Gc::new(Duration::from_secs(900), WorkloadSource::Endpoints);
+        let now = gc.plan(&inv, Instant::now());
+        assert_eq!(now.len(), 3);
+        assert!(now.iter().all(|a| matches!(
+            a,
+            Action::Release {
+                reason: Reason::NodeGone,
+                ..
+            }
+        )));
     }
 }

@@ -13,6 +13,8 @@ pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod net;
+pub mod nodes;
 pub mod plan;
 pub mod reconcile;
 pub mod retry;
+pub mod status;

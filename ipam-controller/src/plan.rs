@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use crate::block::Block;
 use crate::net::{Family, nth_block};
 use twill_api::selector::Selector;
+use twill_api::validate::overlaps;
 
 /// A pool as the allocator sees it.
 #[derive(Clone, Debug)]
@@ -67,6 +68,10 @@ impl Reservations {
     /// Reservations covering `nets`.
     pub fn new(nets: Vec<IpNet>) -> Self {
         Reservations { nets }
+    }
+    /// The reserved networks.
+    pub fn nets(&self) -> &[IpNet] {
+        &self.nets
     }
     /// True when `addr` is reserved.
     pub fn contains(&self, addr: IpAddr) -> bool {
@@ -142,7 +147,6 @@ pub fn choose<'b>(
 
     let mut blocks: Vec<&Block> = blocks.into_iter().collect();
     blocks.sort_by_key(|b| b.cidr);
-    let existing: HashSet<IpNet> = blocks.iter().map(|b| b.cidr).collect();
 
     // 1. The node's own blocks.
     let mut own_count: u32 = 0;
@@ -163,21 +167,7 @@ pub fn choose<'b>(
         ctx.config.max_blocks_per_host == 0 || own_count < ctx.config.max_blocks_per_host;
     if may_claim {
         for pool in &pools {
-            // Bounded: past this many candidates every unclaimed one would be reserved.
-            let budget = (existing.len() + skip.len() + 1024) as u128;
-            let mut index: u128 = 0;
-            while let Some(cidr) = nth_block(&pool.cidr, pool.block_len, index) {
-                index += 1;
-                if index > budget {
-                    break;
-                }
-                if existing.contains(&cidr) || skip.contains(&cidr) {
-                    continue;
-                }
-                // A block entirely reserved is useless; skip it rather than claim it.
-                if Block::new(cidr, None).free_count(&reserved) == 0 {
-                    continue;
-                }
+            if let Some(cidr) = free_block(pool, &blocks, ctx.reservations, skip) {
                 return Choice::Claim {
                     pool: pool.name.clone(),
                     cidr,
@@ -202,6 +192,52 @@ pub fn choose<'b>(
         }
     }
     Choice::Exhausted(Exhausted::Full(family))
+}
+
+/// The first block of `pool` that may be claimed: no existing block overlaps it, `skip`
+/// does not list it, and reservations leave at least one of its addresses free.
+///
+/// Overlap, not equality: a block of another size (carved before a pool was deleted and
+/// re-created with another `blockSize`) still holds its addresses, and a new block over
+/// it would hand them out a second time. Bounded scan.
+pub fn free_block(
+    pool: &Pool,
+    blocks: &[&Block],
+    reservations: &Reservations,
+    skip: &HashSet<IpNet>,
+) -> Option<IpNet> {
+    let reserved = |a: IpAddr| reservations.contains(a);
+    let same_size: HashSet<IpNet> = blocks
+        .iter()
+        .filter(|b| b.cidr.prefix_len() == pool.block_len)
+        .map(|b| b.cidr)
+        .collect();
+    let other_size: Vec<IpNet> = blocks
+        .iter()
+        .filter(|b| b.cidr.prefix_len() != pool.block_len && overlaps(&b.cidr, &pool.cidr))
+        .map(|b| b.cidr)
+        .collect();
+    // Past this many candidates every unclaimed one would be reserved or overlapped.
+    let budget = (blocks.len() + skip.len() + 1024) as u128;
+    let mut index: u128 = 0;
+    while let Some(cidr) = nth_block(&pool.cidr, pool.block_len, index) {
+        index += 1;
+        if index > budget {
+            break;
+        }
+        if same_size.contains(&cidr)
+            || skip.contains(&cidr)
+            || other_size.iter().any(|o| overlaps(o, &cidr))
+        {
+            continue;
+        }
+        // A block entirely reserved is useless; skip it rather than claim it.
+        if Block::new(cidr, None).free_count(&reserved) == 0 {
+            continue;
+        }
+        return Some(cidr);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -332,6 +368,25 @@ mod tests {
             Choice::Claim {
                 pool: "p-fd00:10::/120".into(),
                 cidr: "fd00:10::/122".parse().unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn a_block_overlapping_one_of_another_size_is_never_claimed() {
+        // 10.244.0.0/26 was carved when the pool had blockSize 26 (the pool was since
+        // re-created with 28): none of the /28s inside it may be claimed.
+        let pools = [pool("10.244.0.0/25", 28)];
+        let labels = BTreeMap::new();
+        let res = Reservations::default();
+        let c = ctx("n1", &labels, &pools, Config::default(), &res);
+        let mut old = Block::new("10.244.0.0/26".parse().unwrap(), Some("n2".into()));
+        old.allocate("h", &BTreeMap::new(), &|_| false).unwrap();
+        assert_eq!(
+            choose(&c, Family::V4, [&old], &HashSet::new()),
+            Choice::Claim {
+                pool: "p-10.244.0.0/25".into(),
+                cidr: "10.244.0.64/28".parse().unwrap()
             }
         );
     }

@@ -16,7 +16,7 @@ use crate::allocator::IpamError;
 use crate::block::Block;
 use crate::inventory::Inventory;
 use crate::model::{affinity_name, block_name, block_to_spec};
-use crate::plan::{Choice, Config, Context, Pool, Reservations, choose};
+use crate::plan::{Config, Pool, Reservations, free_block};
 
 /// Node name → labels.
 pub type NodeLabels = BTreeMap<String, BTreeMap<String, String>>;
@@ -141,7 +141,6 @@ pub struct Applied {
 pub async fn apply(
     ds: &Datastore,
     inv: &Inventory,
-    nodes: &NodeLabels,
     config: Config,
     reservations: &Reservations,
     steps: Vec<Step>,
@@ -154,9 +153,8 @@ pub async fn apply(
                 let Some(pool) = inv.pools.iter().map(|(_, p)| p).find(|p| p.name == pool) else {
                     continue;
                 };
-                let labels = nodes.get(&node).cloned().unwrap_or_default();
                 if let Some(cidr) =
-                    claim_empty(ds, &node, &labels, pool, config, reservations, &mut known).await?
+                    claim_empty(ds, &node, pool, config, reservations, &mut known).await?
                 {
                     tracing::info!(%node, %cidr, "claimed a block");
                     done.claimed += 1;
@@ -221,28 +219,16 @@ async fn drop_affinity(ds: &Datastore, name: &str) -> Result<bool, IpamError> {
 async fn claim_empty(
     ds: &Datastore,
     node: &str,
-    labels: &BTreeMap<String, String>,
     pool: &Pool,
     config: Config,
     reservations: &Reservations,
     known: &mut Vec<Block>,
 ) -> Result<Option<IpNet>, IpamError> {
-    let pools = [pool.clone()];
-    // Claims never borrow; the cap was checked by `plan`.
-    let ctx = Context {
-        node,
-        labels,
-        pools: &pools,
-        config: Config {
-            strict_affinity: true,
-            max_blocks_per_host: 0,
-        },
-        reservations,
-    };
+    // `plan` matched the node against the pool's selector and checked the cap.
     let mut skip = HashSet::new();
     for _ in 0..16 {
-        let others: Vec<&Block> = known.iter().filter(|b| !b.is_affine_to(node)).collect();
-        let Choice::Claim { cidr, .. } = choose(&ctx, pool.family(), others, &skip) else {
+        let all: Vec<&Block> = known.iter().collect();
+        let Some(cidr) = free_block(pool, &all, reservations, &skip) else {
             return Ok(None);
         };
         let block = Block::new(cidr, Some(node.to_owned()));

@@ -201,3 +201,113 @@ async fn borrowing_follows_strict_affinity_and_is_indexed_by_handle() {
         inv.check()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_takes_the_address_free_longest_even_in_another_process() {
+    let (_etcd, ds) = common::etcd().await;
+    common::pool(&ds, "v4", "10.244.0.0/30", 30).await;
+    common::node(&ds, "n1").await;
+    let first = Ipam::new(ds.clone());
+    for i in 0..4 {
+        first
+            .allocate(&req(&format!("net.{i}"), "n1", true, false))
+            .await
+            .unwrap();
+    }
+    // Released in this order by another process: .2 first, then .0.
+    let other = Ipam::new(ds.clone());
+    other.release_handle("net.2").await.unwrap();
+    other.release_handle("net.0").await.unwrap();
+    // A third view (a restarted felix) takes the address free longest, then the next.
+    let third = Ipam::new(ds.clone());
+    let a = third
+        .allocate(&req("net.a", "n1", true, false))
+        .await
+        .unwrap()[0];
+    let b = third
+        .allocate(&req("net.b", "n1", true, false))
+        .await
+        .unwrap()[0];
+    assert_eq!(a.addr.to_string(), "10.244.0.2");
+    assert_eq!(b.addr.to_string(), "10.244.0.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_recreated_with_another_block_size_never_overlaps_old_blocks() {
+    let (_etcd, ds) = common::etcd().await;
+    common::pool(&ds, "old", "10.244.0.0/25", 26).await;
+    common::node(&ds, "n1").await;
+    common::node(&ds, "n2").await;
+    let n1 = Ipam::new(ds.clone()).with_settings_ttl(std::time::Duration::ZERO);
+    let held = n1
+        .allocate(&req("net.old", "n1", true, false))
+        .await
+        .unwrap()[0];
+    assert_eq!(held.block.to_string(), "10.244.0.0/26");
+    // Resizing in place is refused (the datastore's rule)...
+    let mut pool = ds.get::<IPPool>(None, "old").await.unwrap();
+    pool.spec.block_size = Some(28);
+    assert!(ds.update(&pool).await.is_err());
+    // ...but deleting and re-creating bypasses it (kubectl has no twillctl guard): the
+    // /26 still holds its address, and no /28 may be carved over it.
+    let _: IPPool = ds.delete(None, "old", None).await.unwrap();
+    common::pool(&ds, "new", "10.244.0.0/25", 28).await;
+    let n2 = Ipam::new(ds.clone());
+    let old_block: ipnet::IpNet = "10.244.0.0/26".parse().unwrap();
+    for (i, ipam, node) in [
+        (0, &n1, "n1"),
+        (1, &n2, "n2"),
+        (2, &n1, "n1"),
+        (3, &n2, "n2"),
+    ] {
+        let got = ipam
+            .allocate(&req(&format!("net.new{i}"), node, true, false))
+            .await
+            .unwrap()[0];
+        assert_eq!(got.block.prefix_len(), 28, "{got:?}");
+        assert!(
+            !old_block.contains(&got.addr),
+            "{} handed out inside the old block",
+            got.addr
+        );
+    }
+    let inv = Inventory::load(&ds, WorkloadSource::Endpoints)
+        .await
+        .unwrap();
+    assert!(
+        !inv.check()
+            .iter()
+            .any(|f| matches!(f, Finding::Duplicate { .. })),
+        "{:?}",
+        inv.check()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_claimed_elsewhere_for_the_node_is_found_before_claiming_another() {
+    let (_etcd, ds) = common::etcd().await;
+    common::pool(&ds, "v4", "10.244.0.0/24", 26).await;
+    common::node(&ds, "n1").await;
+    common::node(&ds, "n2").await;
+    let felix = Ipam::new(ds.clone());
+    // felix has read the blocks (n1's first allocation)...
+    let a = felix
+        .allocate(&req("net.a", "n1", true, false))
+        .await
+        .unwrap()[0];
+    // ...before someone else (the controller, another process) claims n2's first block.
+    let other = Ipam::new(ds.clone());
+    let b = other
+        .allocate(&req("net.b", "n2", true, false))
+        .await
+        .unwrap()[0];
+    assert_ne!(a.block, b.block);
+    // n2's next address comes from that block, not from a second claim.
+    let c = felix
+        .allocate(&req("net.c", "n2", true, false))
+        .await
+        .unwrap()[0];
+    assert_eq!(c.block, b.block);
+    assert!(!c.borrowed);
+    assert_eq!(ds.list::<IPAMBlock>(None).await.unwrap().items.len(), 2);
+}

@@ -44,6 +44,7 @@ async fn nodes_get_blocks_and_a_deleted_nodes_blocks_are_freed() {
         gc_grace: Duration::from_secs(900),
         resync: Duration::from_secs(60),
         source: WorkloadSource::Endpoints,
+        prune_nodes: false,
     };
     let mut controller = Controller::new(ds.clone(), config, Arc::new(Metrics::default()));
     let first = controller.pass().await.unwrap();
@@ -87,6 +88,89 @@ async fn nodes_get_blocks_and_a_deleted_nodes_blocks_are_freed() {
     }
 }
 
+async fn allocatable(ds: &twill_api::datastore::Datastore, pool: &str) -> (String, String) {
+    let pool = ds
+        .get::<twill_api::resources::IPPool>(None, pool)
+        .await
+        .unwrap();
+    let conditions = pool.status.map(|s| s.conditions).unwrap_or_default();
+    let c = conditions
+        .iter()
+        .find(|c| c.type_ == "Allocatable")
+        .unwrap_or_else(|| panic!("no Allocatable condition: {conditions:?}"));
+    (c.status.clone(), c.reason.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_report_whether_they_are_allocatable_and_why() {
+    let (_etcd, ds) = common::etcd().await;
+    common::pool(&ds, "open", "10.244.0.0/24", 26).await;
+    common::pool(&ds, "tiny", "10.245.0.0/32", 32).await;
+    let picky = twill_api::resources::IPPool::new(
+        "picky",
+        twill_api::resources::IPPoolSpec {
+            cidr: "10.246.0.0/24".into(),
+            node_selector: Some("zone == 'nowhere'".into()),
+            ..Default::default()
+        },
+    );
+    ds.create(&picky).await.unwrap();
+    common::node(&ds, "n1").await;
+    let config = ControllerConfig {
+        gc_grace: Duration::from_secs(900),
+        resync: Duration::from_secs(60),
+        source: WorkloadSource::Endpoints,
+        prune_nodes: false,
+    };
+    let mut controller = Controller::new(ds.clone(), config, Arc::new(Metrics::default()));
+    let first = controller.pass().await.unwrap();
+    assert_eq!(first.pools_reported, 3);
+    assert_eq!(
+        allocatable(&ds, "open").await,
+        ("True".into(), "Allocatable".into())
+    );
+    assert_eq!(
+        allocatable(&ds, "picky").await,
+        ("False".into(), "NoNodes".into())
+    );
+    // The one address of "tiny" is reserved.
+    ds.create(&twill_api::resources::IPReservation::new(
+        "tiny-gw",
+        twill_api::resources::IPReservationSpec {
+            reserved_cidrs: vec!["10.245.0.0".into()],
+        },
+    ))
+    .await
+    .unwrap();
+    let second = controller.pass().await.unwrap();
+    assert_eq!(second.pools_reported, 1, "only tiny changed");
+    assert_eq!(
+        allocatable(&ds, "tiny").await,
+        ("False".into(), "Exhausted".into())
+    );
+    let again = controller.pass().await.unwrap();
+    assert_eq!(again.pools_reported, 0, "no churn without a change");
+
+    let mut open = ds
+        .get::<twill_api::resources::IPPool>(None, "open")
+        .await
+        .unwrap();
+    open.spec.disabled = Some(true);
+    ds.update(&open).await.unwrap();
+    let mut n1 = ds.get::<Node>(None, "n1").await.unwrap();
+    n1.metadata.labels = Some([("zone".to_owned(), "nowhere".to_owned())].into());
+    ds.update(&n1).await.unwrap();
+    controller.pass().await.unwrap();
+    assert_eq!(
+        allocatable(&ds, "open").await,
+        ("False".into(), "Disabled".into())
+    );
+    assert_eq!(
+        allocatable(&ds, "picky").await,
+        ("True".into(), "Allocatable".into())
+    );
+}
+
 fn metrics_addr(log: &str) -> Option<String> {
     log.lines()
         .find(|l| l.contains("serving metrics"))
@@ -103,14 +187,62 @@ fn scrape(addr: &str) -> String {
     out
 }
 
+/// The value of an unlabelled metric in a scrape.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn controller(etcd: &twill_harness::etcd::EtcdServer, id: &str) -> ChildGuard {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_twill-ipam-controller"));
     cmd.args(["--datastore", "etcd", "--etcd-endpoints", &etcd.endpoint()])
         .args(["--metrics-listen", "127.0.0.1:0", "--resync-interval", "1s"])
-        .args(["--leader-lease", "3s", "--leader-id", id])
+        .args(["--leader-lease-duration", "3s", "--leader-id", id])
         .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info");
+        // `pass starting` (debug) shows every pass a replica begins.
+        .env("RUST_LOG", "info,twill_ipam::controller=debug");
     ChildGuard::spawn(&format!("controller-{id}"), cmd).unwrap()
+}
+
+fn wait_log(child: &ChildGuard, what: &str, needle: &str) {
+    tokio::task::block_in_place(|| {
+        wait_until(
+            what,
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || child.log().contains(needle),
+        )
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", child.log_tail(20)));
+}
+
+async fn wait_blocks(ds: &twill_api::datastore::Datastore, node: &str, n: usize) {
+    wait_until_async(
+        &format!("{node} to have {n} block(s)"),
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let ds = ds.clone();
+            let node = node.to_owned();
+            async move { (affine_blocks(&ds, &node).await == n).then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// A standby replica neither leads nor runs a single pass.
+fn assert_standby(b: &ChildGuard) {
+    let addr = metrics_addr(&b.log()).expect("standby metrics address logged");
+    let text = tokio::task::block_in_place(|| scrape(&addr));
+    assert_eq!(metric(&text, "twill_ipam_leader"), Some(0.0), "{text}");
+    assert_eq!(
+        metric(&text, "twill_ipam_reconcile_passes_total"),
+        Some(0.0),
+        "the standby acted: {text}"
+    );
+    assert!(!b.log().contains("pass starting"), "{}", b.log_tail(10));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,25 +286,40 @@ async fn the_binary_leads_alone_serves_metrics_and_stops_on_sigterm() {
     .await
     .unwrap();
     let addr = metrics_addr(&a.log()).expect("metrics address logged");
-    let text = tokio::task::block_in_place(|| scrape(&addr));
+    // The gauges are refreshed at the end of the pass that claimed n3's block.
+    let text = tokio::task::block_in_place(|| {
+        wait_until(
+            "the metrics to count two nodes with one block",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || {
+                let text = scrape(&addr);
+                text.contains("twill_ipam_nodes_by_block_count{blocks=\"1\"} 2")
+                    .then_some(text)
+            },
+        )
+    })
+    .unwrap();
     assert!(
         text.contains("twill_ipam_pool_size{pool=\"v4\"} 256"),
         "{text}"
     );
     assert!(text.contains("twill_ipam_leader 1"), "{text}");
     assert!(
-        text.contains("twill_ipam_nodes_by_block_count{blocks=\"1\"} 2"),
-        "{text}"
-    );
-    assert!(
         !text.contains("n3"),
         "metrics must not carry node names: {text}"
     );
+    assert!(
+        metric(&text, "twill_ipam_reconcile_passes_total").is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    wait_log(&b, "replica b to serve metrics", "serving metrics");
     assert!(
         !b.log().contains("leading"),
         "two leaders: {}",
         b.log_tail(10)
     );
+    assert_standby(&b);
 
     // SIGTERM: a exits 0 promptly, and b takes over.
     a.signal(Signal::SIGTERM).unwrap();
@@ -204,4 +351,94 @@ async fn the_binary_leads_alone_serves_metrics_and_stops_on_sigterm() {
     .await
     .unwrap();
     b.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_replaced_and_stops_without_acting_when_it_wakes() {
+    let (etcd, ds) = common::etcd().await;
+    common::pool(&ds, "v4", "10.244.0.0/24", 26).await;
+    common::node(&ds, "n1").await;
+    let mut a = controller(&etcd, "a");
+    wait_log(&a, "replica a to lead", "leading");
+    wait_blocks(&ds, "n1", 1).await;
+    let mut b = controller(&etcd, "b");
+    wait_log(&b, "replica b to serve metrics", "campaigning");
+    assert_standby(&b);
+
+    // Freeze the leader: it cannot renew its lease, nor notice that it expires.
+    a.signal(Signal::SIGSTOP).unwrap();
+    let stat = format!("/proc/{}/stat", a.pid());
+    tokio::task::block_in_place(|| {
+        wait_until(
+            "replica a to be stopped",
+            Duration::from_secs(10),
+            Duration::from_millis(10),
+            || std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") T ")),
+        )
+    })
+    .unwrap();
+    let frozen_at = a.log().len();
+    wait_log(&b, "replica b to take over", "leading");
+    common::node(&ds, "n4").await;
+    wait_blocks(&ds, "n4", 1).await;
+
+    // Thawed, the old leader finds its deadline passed and exits without a pass.
+    a.signal(Signal::SIGCONT).unwrap();
+    let status = tokio::task::block_in_place(|| a.wait_timeout(Duration::from_secs(30)));
+    let log = a.log();
+    let after = &log[frozen_at..];
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}\n{after}");
+    assert!(after.contains("lost the leader lease"), "{after}");
+    assert!(
+        !after.contains("pass starting"),
+        "the old leader acted after waking: {after}"
+    );
+    assert!(b.is_running(), "{}", b.log_tail(10));
+    b.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_record_whose_kubernetes_node_is_gone_is_pruned_and_its_addresses_freed() {
+    // Kubernetes mode's rule, run over etcd (which stores Kubernetes Nodes like any kind).
+    use twill_api::resources::native::KubeNode;
+    let (_etcd, ds) = common::etcd().await;
+    common::pool(&ds, "v4", "10.244.0.0/24", 26).await;
+    for name in ["k1", "k2"] {
+        common::node(&ds, name).await;
+        let mut kube = KubeNode::default();
+        kube.metadata.name = Some(name.into());
+        ds.create(&kube).await.unwrap();
+    }
+    let config = ControllerConfig {
+        gc_grace: Duration::from_secs(900),
+        resync: Duration::from_secs(60),
+        source: WorkloadSource::Endpoints,
+        prune_nodes: true,
+    };
+    let mut controller = Controller::new(ds.clone(), config, Arc::new(Metrics::default()));
+    controller.pass().await.unwrap();
+    let got = Ipam::new(ds.clone())
+        .allocate(&Request {
+            handle: "net.pod".into(),
+            node: "k2".into(),
+            attrs: BTreeMap::new(),
+            v4: true,
+            v6: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let _: KubeNode = ds.delete(None, "k2", None).await.unwrap();
+    // Seen orphaned once: kept (a misread must not free a live node's addresses).
+    let first = controller.pass().await.unwrap();
+    assert_eq!(first.nodes_pruned, 0);
+    ds.get::<Node>(None, "k2").await.unwrap();
+    // Seen twice: the record goes, and with it the node's address and block.
+    let second = controller.pass().await.unwrap();
+    assert_eq!(second.nodes_pruned, 1);
+    assert_eq!(second.gc.released, 1);
+    assert!(ds.get::<Node>(None, "k2").await.is_err());
+    assert_eq!(affine_blocks(&ds, "k2").await, 0);
+    assert_eq!(affine_blocks(&ds, "k1").await, 1);
+    ds.get::<Node>(None, "k1").await.unwrap();
 }

@@ -38,7 +38,9 @@ fn spawn_worker(etcd: &EtcdServer, node: &str, id: &str, count: u32, live: usize
     ChildGuard::spawn(&format!("worker-{id}"), cmd).expect("worker starts")
 }
 
-/// What a worker's output says it holds at the end: handle -> addresses.
+/// What a worker's output says it holds at the end: handle -> addresses. A handle whose
+/// release had started (`RELEASING`) but not finished (`RELEASE`) when the worker died is
+/// left out: its addresses may or may not have been freed.
 fn held_by(log: &str) -> BTreeMap<String, Vec<IpAddr>> {
     let mut held: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
     for line in log.lines() {
@@ -48,7 +50,7 @@ fn held_by(log: &str) -> BTreeMap<String, Vec<IpAddr>> {
                 .entry((*handle).to_owned())
                 .or_default()
                 .push(addr.parse().unwrap()),
-            ["RELEASE", handle] => {
+            ["RELEASING", handle] | ["RELEASE", handle] => {
                 held.remove(*handle);
             }
             _ => {}

@@ -50,6 +50,33 @@ pub trait Backend: Send + Sync + 'static {
     /// namespace and name, with the revision of the read.
     async fn list(&self, kind: &'static KindInfo, namespace: Option<&str>) -> Result<RawList>;
 
+    /// The names of every object of a kind (one namespace, or all when `None`, then as
+    /// `<namespace>/<name>`), sorted: what exists, without reading the objects. The
+    /// default reads the full list; backends that can list keys only do so.
+    async fn list_names(
+        &self,
+        kind: &'static KindInfo,
+        namespace: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let list = self.list(kind, namespace).await?;
+        let mut names: Vec<String> = list
+            .items
+            .iter()
+            .filter_map(|o| {
+                let name = o.pointer("/metadata/name")?.as_str()?;
+                match (
+                    namespace,
+                    o.pointer("/metadata/namespace").and_then(Value::as_str),
+                ) {
+                    (None, Some(ns)) if kind.namespaced => Some(format!("{ns}/{name}")),
+                    _ => Some(name.to_owned()),
+                }
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Stores a new object; `AlreadyExists` when one of that name exists.
     async fn create(&self, kind: &'static KindInfo, object: Value) -> Result<Value>;
 

@@ -257,6 +257,31 @@ impl Backend for EtcdBackend {
         })
     }
 
+    async fn list_names(
+        &self,
+        kind: &'static KindInfo,
+        namespace: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let prefix = prefix_for(kind, namespace);
+        let mut client = self.client.clone();
+        let resp = self
+            .call(client.get(
+                prefix.as_str(),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            ))
+            .await?;
+        let mut names: Vec<String> = resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let key = std::str::from_utf8(kv.key()).ok()?;
+                Some(key.strip_prefix(prefix.as_str())?.to_owned())
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     async fn create(&self, kind: &'static KindInfo, object: Value) -> Result<Value> {
         let (key, name, _, mut object) = prepare(kind, object)?;
         set_meta(&mut object, "uid", random_uid().into());

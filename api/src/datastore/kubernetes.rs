@@ -71,6 +71,12 @@ impl KubernetesBackend {
         }
     }
 
+    /// The Kubernetes client, for callers that need the API server itself (leader
+    /// election on a `Lease`).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     fn api(&self, kind: &KindInfo, namespace: Option<&str>) -> Api<DynamicObject> {
         let resource = ApiResource {
             group: kind.group.into(),

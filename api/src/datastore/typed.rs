@@ -13,7 +13,7 @@ use super::backend::{Backend, RawEvent, RawWatchStream};
 use super::error::{DatastoreError, Result};
 use crate::resources::kinds::{IPPOOL, from_value_with_path};
 use crate::resources::{IPPool, KindInfo, Resource};
-use crate::validate::{ValidationError, pools_overlap};
+use crate::validate::{ValidationError, pool_unchanged_shape, pools_overlap};
 
 /// Objects of one kind and the revision they were read at.
 #[derive(Clone, Debug)]
@@ -103,6 +103,12 @@ impl Datastore {
         })
     }
 
+    /// The names of every object of the kind (sorted; `<namespace>/<name>` when listing a
+    /// namespaced kind across namespaces), without reading the objects themselves.
+    pub async fn list_names<T: Resource>(&self, namespace: Option<&str>) -> Result<Vec<String>> {
+        self.backend.list_names(T::kind_info(), namespace).await
+    }
+
     /// Creates an object after validating it; returns it as stored (with its revision).
     pub async fn create<T: Resource>(&self, object: &T) -> Result<T> {
         decode(self.create_dynamic(T::kind_info(), encode(object)?).await?)
@@ -166,16 +172,31 @@ impl Datastore {
         Ok(object)
     }
 
-    /// Rules that need other objects: a pool may not overlap another pool.
-    async fn check_against_others(&self, kind: &'static KindInfo, object: &Value) -> Result<()> {
+    /// Rules that need other objects: a pool may not overlap another pool, and an update
+    /// may not change a pool's `cidr` or `blockSize` (blocks already carved at the old size
+    /// would overlap new ones and hand their addresses out twice).
+    async fn check_against_others(
+        &self,
+        kind: &'static KindInfo,
+        object: &Value,
+        updating: bool,
+    ) -> Result<()> {
         if *kind == IPPOOL {
             let pool: IPPool = decode(object.clone())?;
             let others = self.list::<IPPool>(None).await?.items;
-            pools_overlap(&pool, &others).map_err(|error| DatastoreError::Invalid {
+            let invalid = |error| DatastoreError::Invalid {
                 kind: kind.kind.into(),
                 name: name_of(object),
                 error,
-            })?;
+            };
+            pools_overlap(&pool, &others).map_err(invalid)?;
+            if updating
+                && let Some(stored) = others
+                    .iter()
+                    .find(|p| p.metadata.name == pool.metadata.name)
+            {
+                pool_unchanged_shape(stored, &pool).map_err(invalid)?;
+            }
         }
         Ok(())
     }
@@ -183,14 +204,14 @@ impl Datastore {
     /// Creates a JSON object of `kind` after validation.
     pub async fn create_dynamic(&self, kind: &'static KindInfo, object: Value) -> Result<Value> {
         let object = self.check(kind, object)?;
-        self.check_against_others(kind, &object).await?;
+        self.check_against_others(kind, &object, false).await?;
         self.backend.create(kind, object).await
     }
 
     /// Updates a JSON object of `kind` after validation (CAS when it has a resourceVersion).
     pub async fn update_dynamic(&self, kind: &'static KindInfo, object: Value) -> Result<Value> {
         let object = self.check(kind, object)?;
-        self.check_against_others(kind, &object).await?;
+        self.check_against_others(kind, &object, true).await?;
         self.backend.update(kind, object).await
     }
 

@@ -82,6 +82,31 @@ pub fn pools_overlap(pool: &IPPool, others: &[IPPool]) -> Result<(), ValidationE
     Ok(())
 }
 
+/// Refuses an update that changes a stored pool's `cidr` or `blockSize`: to move pods to
+/// another range, create a new pool and disable the old one.
+pub fn pool_unchanged_shape(stored: &IPPool, updated: &IPPool) -> Result<(), ValidationError> {
+    if stored.spec.cidr != updated.spec.cidr {
+        return Err(ValidationError::new(
+            "spec.cidr",
+            format!(
+                "cannot be changed (was {}); create a new pool and disable this one",
+                stored.spec.cidr
+            ),
+        ));
+    }
+    let (old, new) = (
+        stored.spec.effective_block_size(),
+        updated.spec.effective_block_size(),
+    );
+    if old != new {
+        return Err(ValidationError::new(
+            "spec.blockSize",
+            format!("cannot be changed (was {old}); create a new pool and disable this one"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +169,18 @@ mod tests {
         pools_overlap(&c, std::slice::from_ref(&a)).unwrap();
         // A pool does not overlap its own previous version.
         pools_overlap(&a, std::slice::from_ref(&a)).unwrap();
+    }
+
+    #[test]
+    fn cidr_and_block_size_are_immutable_but_other_fields_are_not() {
+        let stored = pool("p", "10.244.0.0/16", None);
+        let mut same = pool("p", "10.244.0.0/16", Some(26));
+        same.spec.disabled = Some(true);
+        pool_unchanged_shape(&stored, &same).unwrap();
+        let err = pool_unchanged_shape(&stored, &pool("p", "10.244.0.0/16", Some(28))).unwrap_err();
+        assert_eq!(err.field, "spec.blockSize");
+        let err = pool_unchanged_shape(&stored, &pool("p", "10.244.0.0/15", None)).unwrap_err();
+        assert_eq!(err.field, "spec.cidr");
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod other;
 
 use std::fmt;
 
-pub use ippool::{overlaps, pools_overlap};
+pub use ippool::{overlaps, pool_unchanged_shape, pools_overlap};
 pub use net::{parse_cidr_masked, parse_peer_ip};
 
 /// A broken rule: which field, and why.

@@ -53,6 +53,10 @@ pub async fn crud(ds: &Datastore) {
         .collect();
     assert_eq!(names, ["crud-a", "crud-b"]);
     assert!(!list.revision.is_empty());
+    assert_eq!(
+        ds.list_names::<IPPool>(None).await.unwrap(),
+        ["crud-a", "crud-b"]
+    );
 
     let mut changed = got.clone();
     changed.spec.nat_outgoing = Some(true);
@@ -105,6 +109,16 @@ pub async fn namespaced(ds: &Datastore) {
     assert_eq!(in_a.len(), 2);
     let all = ds.list::<WorkloadEndpoint>(None).await.unwrap().items;
     assert_eq!(all.len(), 3);
+    assert_eq!(
+        ds.list_names::<WorkloadEndpoint>(None).await.unwrap(),
+        ["ns-a/db", "ns-a/web", "ns-b/web"]
+    );
+    assert_eq!(
+        ds.list_names::<WorkloadEndpoint>(Some("ns-a"))
+            .await
+            .unwrap(),
+        ["db", "web"]
+    );
     let b: WorkloadEndpoint = ds.get(Some("ns-b"), "web").await.unwrap();
     assert_eq!(b.metadata.namespace.as_deref(), Some("ns-b"));
     // Namespaced kinds need a namespace.
@@ -311,6 +325,25 @@ pub async fn invalid_objects_are_never_stored(ds: &Datastore) {
         ds.get::<IPPool>(None, "inside").await,
         Err(DatastoreError::NotFound { .. })
     ));
+    // A stored pool's blockSize and cidr cannot change: blocks of the old size would overlap.
+    let stored: IPPool = ds.get(None, "big").await.unwrap();
+    let mut resized = stored.clone();
+    resized.spec.block_size = Some(28);
+    match ds.update(&resized).await {
+        Err(DatastoreError::Invalid { error, .. }) => {
+            assert_eq!(error.field, "spec.blockSize");
+            assert!(error.message.contains("cannot be changed"), "{error}");
+        }
+        other => panic!("expected the resize to be refused, got {other:?}"),
+    }
+    let mut moved = stored.clone();
+    moved.spec.cidr = "10.254.0.0/17".into();
+    match ds.update(&moved).await {
+        Err(DatastoreError::Invalid { error, .. }) => assert_eq!(error.field, "spec.cidr"),
+        other => panic!("expected the move to be refused, got {other:?}"),
+    }
+    let now: IPPool = ds.get(None, "big").await.unwrap();
+    assert_eq!(now.spec, stored.spec);
 }
 
 /// Namespace objects round-trip (etcd mode stores them; it adds the name label).

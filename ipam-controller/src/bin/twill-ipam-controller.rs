@@ -1,16 +1,22 @@
 //! `twill-ipam-controller`: carves per-node blocks, releases the blocks of deleted nodes,
-//! collects leaked addresses. One replica acts at a time (leader election on an etcd lease
-//! in etcd mode). Exits 0 on SIGTERM/SIGINT, 64 on bad flags, 1 on a fatal error.
+//! collects leaked addresses, reports each pool's `Allocatable` condition. One replica acts
+//! at a time: leader election on an etcd lease (etcd mode) or a Kubernetes `Lease`
+//! (Kubernetes mode). Exits 0 on SIGTERM/SIGINT, 64 on bad flags, 1 on a fatal error or
+//! when it loses leadership (so that it restarts as a candidate).
+//!
+//! The environment the chart sets is its contract with this binary: `TWILL_DATASTORE`,
+//! `TWILL_METRICS_LISTEN`, `TWILL_LOG_LEVEL`, `TWILL_LEADER_ELECT`,
+//! `TWILL_LEADER_ELECTION_NAMESPACE`, `TWILL_LEADER_ELECTION_LEASE`, `TWILL_POD_NAME`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
-use twill_ipam::connect::{DatastoreArgs, connect, workload_source};
+use twill_ipam::connect::{DatastoreArgs, ElectionClient, connect, workload_source};
 use twill_ipam::controller::{Controller, ControllerConfig};
-use twill_ipam::leader::{ELECTION, Leadership};
+use twill_ipam::leader::{ELECTION, LeaderGuard, Leadership};
 use twill_ipam::metrics::{self, Metrics};
 
 /// Twill's cluster-wide IPAM controller.
@@ -22,17 +28,33 @@ struct Args {
     /// Where to serve Prometheus metrics (`/metrics`); empty to disable.
     #[arg(long, env = "TWILL_METRICS_LISTEN", default_value = "0.0.0.0:9095")]
     metrics_listen: String,
+    /// Log filter (`info`, `debug`, `twill_ipam=debug`); `RUST_LOG` wins when set.
+    #[arg(long, env = "TWILL_LOG_LEVEL", default_value = "info")]
+    log_level: String,
     /// Grace period before a leaked address is released (`90s`, `15m`, `1h`).
     #[arg(long, env = "TWILL_GC_GRACE", default_value = "15m", value_parser = parse_duration)]
     gc_grace: Duration,
     /// Full pass at least this often.
     #[arg(long, env = "TWILL_RESYNC_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     resync_interval: Duration,
-    /// Leader lease time-to-live.
-    #[arg(long, env = "TWILL_LEADER_LEASE", default_value = "15s", value_parser = parse_duration)]
-    leader_lease: Duration,
+    /// Elect a leader among replicas (off: this replica acts alone; run one replica only).
+    #[arg(long, env = "TWILL_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// How long one renewal of leadership lasts.
+    #[arg(long, env = "TWILL_LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    leader_lease_duration: Duration,
+    /// Kubernetes mode: namespace of the leader `Lease` (default: this pod's namespace).
+    #[arg(long, env = "TWILL_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Kubernetes mode: name of the leader `Lease`.
+    #[arg(
+        long,
+        env = "TWILL_LEADER_ELECTION_LEASE",
+        default_value = "twill-ipam-controller"
+    )]
+    leader_election_lease: String,
     /// This replica's identity in the election (default: hostname and pid).
-    #[arg(long, env = "TWILL_LEADER_ID")]
+    #[arg(long, env = "TWILL_POD_NAME")]
     leader_id: Option<String>,
 }
 
@@ -62,12 +84,19 @@ fn main() {
             std::process::exit(code);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&args.log_level));
+    let filter = match filter {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!(
+                "twill-ipam-controller: bad --log-level {:?}: {e}",
+                args.log_level
+            );
+            std::process::exit(64);
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -92,47 +121,88 @@ async fn run(args: Args) -> Result<()> {
         tracing::info!(addr = %listener.local_addr()?, "serving metrics");
         tokio::spawn(metrics::serve(listener, metrics.clone()));
     }
-    let (ds, etcd) = connect(&args.ds, Duration::from_secs(10))
+    let (ds, election) = connect(&args.ds, Duration::from_secs(10))
         .await
         .context("connecting to the datastore")?;
-    let Some(etcd) = etcd else {
-        bail!(
-            "--datastore kubernetes: leader election on a Kubernetes Lease is not built yet; \
-             run the controller with --datastore etcd"
-        );
-    };
     let id = args.leader_id.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    tracing::info!(%id, "campaigning for leadership");
-    let mut leadership = tokio::select! {
-        l = Leadership::acquire(etcd, ELECTION, &id, args.leader_lease) => l.context("leader election")?,
-        _ = term.recv() => return Ok(()),
-        _ = int.recv() => return Ok(()),
+    let leadership = if args.leader_elect {
+        tracing::info!(%id, "campaigning for leadership");
+        let campaign = campaign(&args, election, &id);
+        let leadership = tokio::select! {
+            l = campaign => l?,
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+        };
+        tracing::info!(%id, "leading");
+        Some(leadership)
+    } else {
+        tracing::info!("leader election off: acting alone");
+        None
     };
-    tracing::info!(%id, "leading");
     metrics.leader.set(1);
-    let config = ControllerConfig {
-        gc_grace: args.gc_grace,
-        resync: args.resync_interval,
-        source: workload_source(&args.ds),
-    };
+    let source = workload_source(&args.ds);
+    let config = ControllerConfig::for_source(source, args.gc_grace, args.resync_interval);
     let controller = Controller::new(ds, config, metrics.clone());
-    let mut lost = false;
+    let guard: Option<LeaderGuard> = leadership.as_ref().map(Leadership::guard);
+    let mut lost_guard = guard.clone();
+    let mut signalled = false;
     controller
-        .run(async {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                _ = int.recv() => tracing::info!("SIGINT: stopping"),
-                () = leadership.lost() => lost = true,
-            }
-        })
+        .run(
+            async {
+                let lost = async {
+                    match lost_guard.as_mut() {
+                        Some(g) => g.lost().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                    _ = int.recv() => tracing::info!("SIGINT: stopping"),
+                    () = lost => return,
+                }
+                signalled = true;
+            },
+            || guard.as_ref().is_none_or(LeaderGuard::is_leader),
+        )
         .await;
     metrics.leader.set(0);
-    if lost {
-        bail!("lost the leader lease; exiting so another replica takes over");
+    if !signalled {
+        anyhow::bail!("lost the leader lease; exiting so another replica takes over");
     }
-    leadership.resign().await;
+    if let Some(leadership) = leadership {
+        leadership.resign().await;
+    }
     Ok(())
+}
+
+/// Campaigns with the election client of the datastore mode.
+async fn campaign(args: &Args, election: ElectionClient, id: &str) -> Result<Leadership> {
+    match election {
+        ElectionClient::Etcd(client) => {
+            Leadership::acquire_etcd(*client, ELECTION, id, args.leader_lease_duration)
+                .await
+                .context("leader election on etcd")
+        }
+        ElectionClient::Kubernetes(client) => {
+            let namespace = match &args.leader_election_namespace {
+                Some(ns) => ns.clone(),
+                None => std::fs::read_to_string(
+                    "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+                )
+                .map(|ns| ns.trim().to_owned())
+                .context("no --leader-election-namespace, and not running in a pod")?,
+            };
+            Ok(Leadership::acquire_kube(
+                client,
+                &namespace,
+                &args.leader_election_lease,
+                id,
+                args.leader_lease_duration,
+            )
+            .await)
+        }
+    }
 }

@@ -8,16 +8,20 @@
 //! Cost: the allocator keeps a cache of the blocks it has seen (with their revisions). An
 //! address from an already-owned block costs ONE datastore round trip: the CAS update of
 //! that block (the `Datastore` has no multi-key transaction, and none is needed because
-//! the block itself records the handle). Claiming a block is one create that carries the
-//! first allocation too (plus a `BlockAffinity` record written after it). A stale cache
-//! only costs a retry: a CAS on an old revision fails, the block is re-read.
+//! the block itself records the handle). Claiming a block costs a keys-only list of the
+//! block names (which blocks exist; blocks new to the cache are read), then one create
+//! that carries the first allocation too (plus a `BlockAffinity` record written after it):
+//! never a read of every block, which would grow with the cluster. Only borrowing, or
+//! finding every pool full, re-reads all blocks. A stale cache only costs a retry: a CAS
+//! on an old revision fails, the block is re-read.
 //!
 //! `IPAMHandle` objects are an index of the *borrowed* allocations only (addresses in
 //! blocks not affine to the requesting node), so that release by handle finds them
 //! without scanning every block. The index is written before the borrowing block write and
-//! deleted after the release: a crash in between leaves an index entry pointing at an
-//! address that is free, which is harmless (release verifies the block) and which
-//! `check` reports and the controller's GC removes. Never the other way round.
+//! tidied after the release, or at once when the allocation fails or moves to another
+//! block. Only a crash in between leaves an index entry pointing at an address that is
+//! free, which is harmless (release verifies the block) and which `check` reports and the
+//! controller's GC removes. Never the other way round (a borrowed address nobody indexed).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
@@ -28,18 +32,21 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use twill_api::datastore::{Datastore, DatastoreError};
 use twill_api::resources::{
-    AffinityState, BlockAffinity, BlockAffinitySpec, IPAMBlock, IPAMConfig, IPAMHandle,
-    IPAMHandleSpec, IPPool, IPReservation, Node,
+    AffinityState, BlockAffinity, BlockAffinitySpec, IPAMBlock, IPAMConfig, IPPool, IPReservation,
+    Node,
 };
 
-use crate::block::{Allocation, Block};
+use crate::block::Block;
 use crate::model::{
     ModelError, affinity_name, block_from_spec, block_name, block_to_spec, config_from_api,
-    handle_name, pool_from_api, reservations_from_api,
+    pool_from_api, reservations_from_api,
 };
-use crate::net::{Family, block_containing};
+use crate::net::Family;
 use crate::plan::{Choice, Config, Context, Exhausted, Pool, Reservations, choose};
 use crate::retry::RetryPolicy;
+
+mod index;
+mod release;
 
 /// What went wrong in an IPAM operation.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +165,9 @@ struct State {
     labels: BTreeMap<String, (Instant, BTreeMap<String, String>)>,
 }
 
+/// Past this many blocks new to the cache, one full list is cheaper than reading each.
+const SYNC_READS: usize = 32;
+
 /// The IPAM client. One per process (felix: one per node); cheap to share behind an `Arc`.
 /// Operations of one `Ipam` are serialised: they would contend on the same blocks anyway.
 pub struct Ipam {
@@ -263,6 +273,46 @@ impl Ipam {
         Ok(())
     }
 
+    /// Brings the cache's idea of which blocks exist up to date at the cost of one
+    /// keys-only list: blocks gone are dropped, blocks new to it are read (many new ones:
+    /// one full list instead). Blocks it knows keep their cached state.
+    async fn sync(&self, st: &mut State) -> Result<(), IpamError> {
+        let names: HashSet<String> = self
+            .ds
+            .list_names::<IPAMBlock>(None)
+            .await?
+            .into_iter()
+            .collect();
+        st.blocks
+            .retain(|_, c| names.contains(c.object.metadata.name.as_deref().unwrap_or("")));
+        let known: HashSet<&str> = st
+            .blocks
+            .values()
+            .filter_map(|c| c.object.metadata.name.as_deref())
+            .collect();
+        let new: Vec<String> = names
+            .iter()
+            .filter(|n| !known.contains(n.as_str()))
+            .cloned()
+            .collect();
+        if new.len() > SYNC_READS {
+            return self.relist(st).await;
+        }
+        for name in new {
+            match self.ds.get::<IPAMBlock>(None, &name).await {
+                Ok(object) => match block_from_spec(&object.spec) {
+                    Ok(block) => {
+                        st.blocks.insert(block.cidr, Cached { object, block });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "skipping corrupt IPAM block"),
+                },
+                Err(DatastoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     async fn refetch(&self, st: &mut State, cidr: IpNet) -> Result<(), IpamError> {
         match self.ds.get::<IPAMBlock>(None, &block_name(&cidr)).await {
             Ok(object) => cache(st, object),
@@ -312,6 +362,9 @@ impl Ipam {
         Ok(out)
     }
 
+    /// One address of `family`. Index entries this call added for borrowed blocks it did
+    /// not end up holding an address in (a lost race, an error) are taken out again, so a
+    /// failure leaves no index entry pointing at a free address.
     async fn allocate_one(
         &self,
         st: &mut State,
@@ -320,11 +373,40 @@ impl Ipam {
         attrs: &BTreeMap<String, String>,
         family: Family,
     ) -> Result<Assignment, IpamError> {
+        let mut indexed = Vec::new();
+        let result = self
+            .try_allocate_one(st, ctx, handle, attrs, family, &mut indexed)
+            .await;
+        let kept = match &result {
+            Ok(a) if a.borrowed => Some(a.block),
+            _ => None,
+        };
+        let stale: Vec<IpNet> = indexed.into_iter().filter(|c| Some(*c) != kept).collect();
+        if !stale.is_empty()
+            && let Err(e) = self.unindex(st, handle, Some(&stale)).await
+        {
+            tracing::warn!(%handle, error = %e, "could not tidy the handle index; GC will");
+        }
+        result
+    }
+
+    async fn try_allocate_one(
+        &self,
+        st: &mut State,
+        ctx: &Context<'_>,
+        handle: &str,
+        attrs: &BTreeMap<String, String>,
+        family: Family,
+        indexed: &mut Vec<IpNet>,
+    ) -> Result<Assignment, IpamError> {
         let reserved = |a: IpAddr| ctx.reservations.contains(a);
         if !st.listed {
             self.relist(st).await?;
         }
-        // Fresh: the cache was read during this call, so "full" and "unclaimed" are real.
+        // Before anything but an address from an own block, the cache must know which
+        // blocks exist (`synced`: names listed this call, new blocks read); before borrowing
+        // or giving up, also how full the others' blocks are (`fresh`: all re-read).
+        let mut synced = false;
         let mut fresh = false;
         let mut skip = HashSet::new();
         let mut conflicts = 0u32;
@@ -337,7 +419,13 @@ impl Ipam {
                     ..
                 }
             );
-            if !own && !fresh {
+            if !own && !synced && !fresh {
+                self.sync(st).await?;
+                synced = true;
+                continue;
+            }
+            let claim = matches!(choice, Choice::Claim { .. });
+            if !own && !claim && !fresh {
                 self.relist(st).await?;
                 fresh = true;
                 continue;
@@ -354,8 +442,8 @@ impl Ipam {
                         skip.insert(cidr);
                         continue;
                     };
-                    if borrowed {
-                        self.index_borrowed(handle, cidr).await?;
+                    if borrowed && self.index_borrowed(handle, cidr).await? {
+                        indexed.push(cidr);
                     }
                     let mut object = cached.object.clone();
                     object.spec = block_to_spec(&block, object.spec.strict_affinity);
@@ -377,6 +465,7 @@ impl Ipam {
                         }
                         Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => {
                             conflicts += 1;
+                            tracing::debug!(%cidr, borrowed, conflicts, "lost the race for an address");
                             if conflicts > 2 {
                                 tokio::time::sleep(self.policy.backoff(conflicts)).await;
                             }
@@ -413,12 +502,16 @@ impl Ipam {
                             });
                         }
                         Err(DatastoreError::AlreadyExists { .. }) => {
-                            // Someone else won the block: learn it and choose again.
+                            // Someone else won the block. Every node claims the lowest free
+                            // block, so the winners may have taken several since our last
+                            // look: learn them all (learning one per attempt falls behind
+                            // the others' claims for good), then choose again.
                             conflicts += 1;
+                            tracing::debug!(%cidr, conflicts, "lost the race for a block");
                             if conflicts > 2 {
                                 tokio::time::sleep(self.policy.backoff(conflicts)).await;
                             }
-                            self.refetch(st, cidr).await?;
+                            self.sync(st).await?;
                             if !st.blocks.contains_key(&cidr) {
                                 skip.insert(cidr);
                             }
@@ -448,244 +541,6 @@ impl Ipam {
         match self.ds.create(&record).await {
             Ok(_) | Err(DatastoreError::AlreadyExists { .. }) => {}
             Err(e) => tracing::warn!(%cidr, error = %e, "could not record block affinity"),
-        }
-    }
-
-    /// Adds `cidr` to the handle index of `handle` (created when absent).
-    async fn index_borrowed(&self, handle: &str, cidr: IpNet) -> Result<(), IpamError> {
-        let name = handle_name(handle);
-        for retry in 0..self.policy.attempts {
-            if retry > 0 {
-                tokio::time::sleep(self.policy.backoff(retry)).await;
-            }
-            let result = match self.ds.get::<IPAMHandle>(None, &name).await {
-                Ok(mut h) => {
-                    *h.spec.block.entry(cidr.to_string()).or_insert(0) += 1;
-                    self.ds.update(&h).await.map(drop)
-                }
-                Err(DatastoreError::NotFound { .. }) => {
-                    let spec = IPAMHandleSpec {
-                        handle_id: handle.to_owned(),
-                        block: BTreeMap::from([(cidr.to_string(), 1)]),
-                        deleted: false,
-                    };
-                    self.ds
-                        .create(&IPAMHandle::new(&name, spec))
-                        .await
-                        .map(drop)
-                }
-                Err(e) => return Err(e.into()),
-            };
-            match result {
-                Ok(()) => return Ok(()),
-                Err(DatastoreError::Conflict { .. } | DatastoreError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(IpamError::Contention {
-            attempts: self.policy.attempts,
-        })
-    }
-
-    /// Releases everything `handle` holds. Idempotent: releasing an unknown or already
-    /// released handle returns an empty list.
-    pub async fn release_handle(&self, handle: &str) -> Result<Vec<IpAddr>, IpamError> {
-        let mut st = self.state.lock().await;
-        if !st.listed {
-            self.relist(&mut st).await?;
-        }
-        let index = match self.ds.get::<IPAMHandle>(None, &handle_name(handle)).await {
-            Ok(h) => Some(h),
-            Err(DatastoreError::NotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let holding = |st: &State| -> Vec<IpNet> {
-            st.blocks
-                .values()
-                .filter(|c| c.block.allocations.values().any(|a| a.handle == handle))
-                .map(|c| c.block.cidr)
-                .collect()
-        };
-        let mut cidrs: HashSet<IpNet> = holding(&st).into_iter().collect();
-        if let Some(h) = &index {
-            cidrs.extend(h.spec.block.keys().filter_map(|c| c.parse::<IpNet>().ok()));
-        }
-        if cidrs.is_empty() {
-            // Nothing known: the cache may be stale (another process allocated). Look again.
-            self.relist(&mut st).await?;
-            cidrs.extend(holding(&st));
-        }
-        let mut released = Vec::new();
-        let mut cidrs: Vec<IpNet> = cidrs.into_iter().collect();
-        cidrs.sort();
-        for cidr in cidrs {
-            released.extend(self.release_in_block(&mut st, cidr, handle).await?);
-        }
-        if let Some(h) = index {
-            match self
-                .ds
-                .delete::<IPAMHandle>(
-                    None,
-                    &handle_name(handle),
-                    h.metadata.resource_version.as_deref(),
-                )
-                .await
-            {
-                Ok(_) | Err(DatastoreError::NotFound { .. } | DatastoreError::Conflict { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(released)
-    }
-
-    async fn release_in_block(
-        &self,
-        st: &mut State,
-        cidr: IpNet,
-        handle: &str,
-    ) -> Result<Vec<IpAddr>, IpamError> {
-        if !st.blocks.contains_key(&cidr) {
-            self.refetch(st, cidr).await?;
-        }
-        for retry in 0..self.policy.attempts {
-            if retry > 1 {
-                tokio::time::sleep(self.policy.backoff(retry)).await;
-            }
-            let Some(cached) = st.blocks.get(&cidr) else {
-                return Ok(Vec::new());
-            };
-            let mut block = cached.block.clone();
-            let freed = block.release_handle(handle, unix_now());
-            if freed.is_empty() {
-                return Ok(freed);
-            }
-            let mut object = cached.object.clone();
-            object.spec = block_to_spec(&block, object.spec.strict_affinity);
-            match self.ds.update(&object).await {
-                Ok(stored) => {
-                    st.blocks.insert(
-                        cidr,
-                        Cached {
-                            object: stored,
-                            block,
-                        },
-                    );
-                    return Ok(freed);
-                }
-                Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => {
-                    self.refetch(st, cidr).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(IpamError::Contention {
-            attempts: self.policy.attempts,
-        })
-    }
-
-    /// Releases one address. With `expected_seq`, only if it still carries that sequence
-    /// number (a stale release is `IpamError::Stale`). Returns what it freed (`None`: the
-    /// address was already free).
-    pub async fn release_addr(
-        &self,
-        addr: IpAddr,
-        expected_seq: Option<u64>,
-    ) -> Result<Option<Allocation>, IpamError> {
-        let mut st = self.state.lock().await;
-        self.release_addr_locked(&mut st, addr, expected_seq).await
-    }
-
-    async fn release_addr_locked(
-        &self,
-        st: &mut State,
-        addr: IpAddr,
-        expected_seq: Option<u64>,
-    ) -> Result<Option<Allocation>, IpamError> {
-        let cidr = match st.blocks.keys().find(|c| c.contains(&addr)) {
-            Some(c) => *c,
-            None => {
-                let settings = self.settings(st).await?;
-                let Some(cidr) = settings
-                    .pools
-                    .iter()
-                    .filter(|p| p.cidr.contains(&addr))
-                    .find_map(|p| block_containing(addr, p.block_len))
-                else {
-                    return Err(IpamError::NoBlock(addr));
-                };
-                cidr
-            }
-        };
-        self.refetch(st, cidr).await?;
-        for retry in 0..self.policy.attempts {
-            if retry > 1 {
-                tokio::time::sleep(self.policy.backoff(retry)).await;
-            }
-            let Some(cached) = st.blocks.get(&cidr) else {
-                return Err(IpamError::NoBlock(addr));
-            };
-            let mut block = cached.block.clone();
-            let Some(freed) = block.release_addr(addr, expected_seq, unix_now())? else {
-                return Ok(None);
-            };
-            let mut object = cached.object.clone();
-            object.spec = block_to_spec(&block, object.spec.strict_affinity);
-            match self.ds.update(&object).await {
-                Ok(stored) => {
-                    let borrowed = freed.attrs.get("node") != block.affinity.as_ref();
-                    st.blocks.insert(
-                        cidr,
-                        Cached {
-                            object: stored,
-                            block,
-                        },
-                    );
-                    if borrowed {
-                        self.prune_index(st, &freed.handle).await?;
-                    }
-                    return Ok(Some(freed));
-                }
-                Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => {
-                    self.refetch(st, cidr).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(IpamError::Contention {
-            attempts: self.policy.attempts,
-        })
-    }
-
-    /// Deletes the handle index entry of `handle` when none of the blocks it names still
-    /// hold the handle (after a release by address of a borrowed address).
-    async fn prune_index(&self, st: &mut State, handle: &str) -> Result<(), IpamError> {
-        let name = handle_name(handle);
-        let index = match self.ds.get::<IPAMHandle>(None, &name).await {
-            Ok(h) => h,
-            Err(DatastoreError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        for cidr in index
-            .spec
-            .block
-            .keys()
-            .filter_map(|c| c.parse::<IpNet>().ok())
-        {
-            self.refetch(st, cidr).await?;
-            if st
-                .blocks
-                .get(&cidr)
-                .is_some_and(|c| !c.block.addrs_of(handle).is_empty())
-            {
-                return Ok(());
-            }
-        }
-        let rv = index.metadata.resource_version.as_deref();
-        match self.ds.delete::<IPAMHandle>(None, &name, rv).await {
-            Ok(_) | Err(DatastoreError::NotFound { .. } | DatastoreError::Conflict { .. }) => {
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
         }
     }
 
