@@ -34,6 +34,10 @@ pub(crate) enum Command {
         oneshot::Sender<Result<ReconcileReport, KernelError>>,
     ),
     Routes(oneshot::Sender<Result<Vec<KernelRoute>, KernelError>>),
+    Oif(
+        std::net::IpAddr,
+        oneshot::Sender<Result<Option<u32>, KernelError>>,
+    ),
 }
 
 pub(crate) struct Worker {
@@ -95,6 +99,16 @@ impl Worker {
             Command::Routes(reply) => {
                 self.apply_pending();
                 let _ = reply.send(self.dump());
+            }
+            Command::Oif(addr, reply) => {
+                let r = self
+                    .sock
+                    .oif_for(addr)
+                    .map_err(|source| KernelError::Netlink {
+                        op: "route lookup",
+                        source,
+                    });
+                let _ = reply.send(r);
             }
         }
     }

@@ -147,7 +147,11 @@ fn outbound(ctx: &ExportCtx, peer: &Peer, best: &Path, n: &IpNet) -> Option<Arc<
             }
         }
     }
-    let next_hop_self = peer_ebgp || peer.cfg.next_hop_self || best.source.is_local();
+    // A link-local next hop (RFC 2545) means nothing beyond the link it was learned on.
+    let next_hop_self = peer_ebgp
+        || peer.cfg.next_hop_self
+        || best.source.is_local()
+        || crate::kernel::is_link_local(&best.next_hop);
     let next_hop = if next_hop_self {
         live.local_addr
     } else {

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 
 use super::owner::Owner;
 use crate::config::Family;
+use crate::kernel::is_link_local;
 use crate::packet::{Afi, Notification, PathAttributes, Safi, Update};
 use crate::policy::{self, Action, Direction};
 use crate::rib::Path;
@@ -28,10 +29,6 @@ fn end_of_rib(u: &Update) -> Option<Family> {
         },
         _ => None,
     }
-}
-
-fn is_link_local(a: &IpAddr) -> bool {
-    matches!(a, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
 }
 
 impl Owner {

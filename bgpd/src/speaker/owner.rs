@@ -16,7 +16,7 @@ use super::types::{Event, PeerStatus, RouteEntry, RouteQuery, RouteTable, Speake
 use super::{Command, SpeakerConfig, same_family};
 use crate::config::{Family, PeerConfig};
 use crate::fsm::{DownReason, FsmConfig, LocalSide, Negotiated, State, cease};
-use crate::kernel::{KernelRoute, KernelSync, RouteChange};
+use crate::kernel::{KernelRoute, KernelSync, NextHop, RouteChange, is_link_local};
 use crate::metrics::Metrics;
 use crate::packet::{Notification, Origin, PathAttributes};
 use crate::policy::Filter;
@@ -30,6 +30,16 @@ pub(super) struct Live {
     pub source: Arc<Source>,
     /// Families whose End-of-RIB has not arrived yet.
     pub eor_pending: HashSet<Family>,
+    /// The interface the peer is reached through, for IPv6 link-local next hops it sends
+    /// (resolved from the kernel once the session is up; `None` until then or without
+    /// kernel install).
+    pub oif: Option<u32>,
+}
+
+/// Results of work the owner hands off (it never awaits I/O itself).
+pub(super) enum Aux {
+    /// The interface to a peer, for its link-local next hops.
+    Oif { key: SessionKey, oif: Option<u32> },
 }
 
 pub(super) struct Peer {
@@ -75,6 +85,8 @@ pub(super) struct Owner {
     epoch: u64,
     ev_tx: mpsc::Sender<SessionEvent>,
     ev_rx: Option<mpsc::Receiver<SessionEvent>>,
+    aux_tx: mpsc::UnboundedSender<Aux>,
+    aux_rx: Option<mpsc::UnboundedReceiver<Aux>>,
     pub stats: SpeakerStats,
 }
 
@@ -87,6 +99,7 @@ impl Owner {
         metrics: Arc<Metrics>,
     ) -> Self {
         let (ev_tx, ev_rx) = mpsc::channel(128);
+        let (aux_tx, aux_rx) = mpsc::unbounded_channel();
         let (kernel, existing) = match kernel {
             Some((k, e)) => (Some(k), (!e.is_empty()).then_some(e)),
             None => (None, None),
@@ -118,6 +131,8 @@ impl Owner {
             epoch: 0,
             ev_tx,
             ev_rx: Some(ev_rx),
+            aux_tx,
+            aux_rx: Some(aux_rx),
             stats: SpeakerStats::default(),
         };
         o.originate(cfg.originate);
@@ -126,7 +141,7 @@ impl Owner {
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
-        let Some(mut ev_rx) = self.ev_rx.take() else {
+        let (Some(mut ev_rx), Some(mut aux_rx)) = (self.ev_rx.take(), self.aux_rx.take()) else {
             return;
         };
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -143,6 +158,7 @@ impl Owner {
                     Some(c) => self.command(c),
                 },
                 Some(ev) = ev_rx.recv() => self.session_event(ev),
+                Some(aux) = aux_rx.recv() => self.aux(aux),
                 _ = tick.tick() => self.tick(),
             }
         }
@@ -379,8 +395,51 @@ impl Owner {
         }
     }
 
+    fn aux(&mut self, aux: Aux) {
+        match aux {
+            Aux::Oif { key, oif } => {
+                let Some(p) = self.peers.get_mut(&key.peer) else {
+                    return;
+                };
+                if p.session.key != key {
+                    return;
+                }
+                let Some(live) = p.live.as_mut() else { return };
+                live.oif = oif;
+                // Routes through this peer's link-local next hops can go to the kernel now.
+                let via_ll: Vec<IpNet> = self
+                    .rib
+                    .iter()
+                    .filter(|(_, d)| {
+                        d.paths().iter().any(|p| {
+                            p.source.addr == Some(key.peer)
+                                && crate::kernel::is_link_local(&p.next_hop)
+                        })
+                    })
+                    .map(|(n, _)| *n)
+                    .collect();
+                self.propagate(&via_ll);
+            }
+        }
+    }
+
     fn established(&mut self, addr: IpAddr, negotiated: Negotiated, local_addr: IpAddr) {
         let (asn, cluster) = (self.asn, self.cluster_id);
+        if let Some(k) = self.kernel.clone()
+            && let Some(key) = self.peers.get(&addr).map(|p| p.session.key)
+        {
+            let tx = self.aux_tx.clone();
+            tokio::spawn(async move {
+                let oif = match k.oif_for(addr).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::warn!(peer = %addr, error = %e, "no interface for the peer");
+                        None
+                    }
+                };
+                let _ = tx.send(Aux::Oif { key, oif });
+            });
+        }
         let Some(p) = self.peers.get_mut(&addr) else {
             return;
         };
@@ -397,6 +456,7 @@ impl Owner {
             local_addr,
             source,
             eor_pending,
+            oif: None,
         });
         p.out.clear();
         self.send_full_table(addr);
@@ -504,7 +564,7 @@ impl Owner {
         if let Some(k) = &self.kernel {
             let changes = changed
                 .iter()
-                .map(|n| match kernel_route(&self.rib, n) {
+                .map(|n| match kernel_route(&self.rib, &self.peers, n) {
                     Some(r) => RouteChange::Replace(r),
                     None => RouteChange::Delete(*n),
                 })
@@ -513,8 +573,8 @@ impl Owner {
         }
         if self.events.receiver_count() > 0 {
             for n in changed {
-                let next_hops = kernel_route(&self.rib, n)
-                    .map(|r| r.nexthops)
+                let next_hops = kernel_route(&self.rib, &self.peers, n)
+                    .map(|r| r.gateways())
                     .unwrap_or_default();
                 let _ = self.events.send(Event::Route {
                     prefix: *n,
@@ -578,7 +638,7 @@ impl Owner {
         let desired: Vec<KernelRoute> = self
             .rib
             .iter()
-            .filter_map(|(n, _)| kernel_route(&self.rib, n))
+            .filter_map(|(n, _)| kernel_route(&self.rib, &self.peers, n))
             .collect();
         tokio::spawn(async move {
             match k.reconcile(desired).await {
@@ -686,23 +746,28 @@ impl Owner {
 
 /// The kernel route for a prefix: the next hops of its ECMP set, or `None` when the
 /// prefix has no usable learned path (originated here, or next hops the kernel cannot use).
-fn kernel_route(rib: &Rib, n: &IpNet) -> Option<KernelRoute> {
+/// A link-local next hop goes out of the interface its peer is reached through.
+fn kernel_route(rib: &Rib, peers: &HashMap<IpAddr, Peer>, n: &IpNet) -> Option<KernelRoute> {
     let d = rib.get(n)?;
     if d.best()?.source.is_local() {
         return None;
     }
-    let hops: Vec<IpAddr> = d
+    let hops: Vec<NextHop> = d
         .multipath()
         .iter()
-        .map(|p| p.next_hop)
-        .filter(|h| same_family(h, n) && !h.is_unspecified() && !is_link_local(h))
+        .filter(|p| same_family(&p.next_hop, n) && !p.next_hop.is_unspecified())
+        .filter_map(|p| {
+            if !is_link_local(&p.next_hop) {
+                return Some(NextHop::from(p.next_hop));
+            }
+            let oif = p
+                .source
+                .addr
+                .and_then(|a| peers.get(&a))
+                .and_then(|peer| peer.live.as_ref())
+                .and_then(|l| l.oif)?;
+            Some(NextHop::new(p.next_hop, Some(oif)))
+        })
         .collect();
     (!hops.is_empty()).then(|| KernelRoute::new(*n, hops))
-}
-
-fn is_link_local(a: &IpAddr) -> bool {
-    match a {
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
-        IpAddr::V4(_) => false,
-    }
 }
