@@ -292,6 +292,13 @@ impl Owner {
             {
                 tracing::warn!(peer = %cfg.address, error = %e, "TCP-MD5 key on the listener");
             }
+            // GTSM: a peer that connects to us drops our SYN-ACK unless it has TTL 255.
+            // (Incoming TTLs are checked per peer, on the accepted socket.)
+            if cfg.ttl_security.is_some()
+                && let Err(e) = sockopt::set_max_ttl(l.as_ref(), v6)
+            {
+                tracing::warn!(error = %e, "TTL 255 on the listener for GTSM");
+            }
         }
         let fsm = FsmConfig {
             local: LocalSide {
@@ -304,6 +311,9 @@ impl Owner {
                     .graceful_restart
                     .enabled
                     .then_some(cfg.graceful_restart.restart_time),
+                // Routes of a previous run in the kernel: we restarted and kept forwarding.
+                restarting: self.kernel_existing.is_some(),
+                forwarding_preserved: self.kernel.is_some(),
             },
             passive: cfg.passive,
             connect_retry: Duration::from_secs(u64::from(cfg.connect_retry.unwrap_or(5).max(1))),
@@ -548,6 +558,7 @@ impl Owner {
         let mut sent = 0;
         if let Some(bytes) = export::export(&ctx, &self.rib, p, &all) {
             sent += 1;
+            self.metrics.update_out();
             p.session.send(SessionCmd::Send(bytes));
         }
         if let Some(eor) = export::end_of_rib(p) {
