@@ -1,5 +1,6 @@
 //! The standalone binary's start-up contract: a bad configuration file is refused before
 //! anything starts, with exit status 64 and the field at fault named on stderr.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 
