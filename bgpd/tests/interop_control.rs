@@ -193,7 +193,7 @@ fn control_api_lists_peers_and_routes_and_originates() {
                 && m.contains("twill_bgp_prefixes{peer=\"192.0.2.2\",kind=\"accepted\"} 2")
                 && m.contains("twill_bgp_prefixes{peer=\"192.0.2.2\",kind=\"advertised\"} 1")
         },
-        &scrape,
+        scrape,
     );
     let m = scrape();
     let count = |name: &str| -> u64 {
