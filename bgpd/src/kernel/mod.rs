@@ -68,7 +68,7 @@ mod worker;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
@@ -243,6 +243,10 @@ struct Stats {
     deleted: AtomicU64,
     failed: AtomicU64,
     batches: AtomicU64,
+    /// Changes submitted and not yet applied (coalesced ones count as applied).
+    backlog: AtomicUsize,
+    /// Signalled after every round of applied changes.
+    applied: tokio::sync::Notify,
 }
 
 /// Kernel sync failures.
@@ -314,8 +318,14 @@ impl KernelSync {
     }
 
     /// Queues changes; never blocks. Later changes to a prefix supersede earlier ones.
+    /// A caller producing changes faster than the kernel takes them should pace itself
+    /// with [`backlog`](Self::backlog) and [`applied`](Self::applied) rather than queue
+    /// them all here (each queued change holds its route until applied).
     pub fn submit(&self, changes: Vec<RouteChange>) {
         if !changes.is_empty() {
+            self.stats
+                .backlog
+                .fetch_add(changes.len(), Ordering::Relaxed);
             // The worker only goes away with every handle, so this cannot fail while `self` lives
             // (unless the worker thread panicked; `flush` then reports `Closed`).
             let _ = self.tx.send(worker::Command::Submit(changes));
@@ -363,6 +373,18 @@ impl KernelSync {
             .send(worker::Command::Oif(addr, reply))
             .map_err(|_| KernelError::Closed)?;
         rx.await.map_err(|_| KernelError::Closed)?
+    }
+
+    /// Changes submitted and not yet applied.
+    pub fn backlog(&self) -> usize {
+        self.stats.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Resolves after the worker applies its next round of changes (or at once if one
+    /// was applied since the last call): wait on it when [`backlog`](Self::backlog) is
+    /// high, then submit more.
+    pub async fn applied(&self) {
+        self.stats.applied.notified().await;
     }
 
     /// Counters since start.

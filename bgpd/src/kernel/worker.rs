@@ -47,6 +47,8 @@ pub(crate) struct Worker {
     failures: Vec<RouteFailure>,
     dropped_failures: usize,
     socket_error: Option<io::Error>,
+    /// Changes received this round (to take off the backlog once applied).
+    received: usize,
 }
 
 impl Worker {
@@ -58,6 +60,7 @@ impl Worker {
             failures: Vec::new(),
             dropped_failures: 0,
             socket_error: None,
+            received: 0,
         }
     }
 
@@ -77,12 +80,16 @@ impl Worker {
                 self.handle(cmd);
             }
             self.apply_pending();
+            let done = std::mem::take(&mut self.received);
+            self.stats.backlog.fetch_sub(done, Ordering::Relaxed);
+            self.stats.applied.notify_one();
         }
     }
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Submit(changes) => {
+                self.received += changes.len();
                 for change in changes {
                     let change = change.normalised();
                     self.pending.insert(change.prefix(), change);

@@ -1,6 +1,6 @@
 //! Received UPDATEs into the RIB: loop checks, import policy, max-prefix, End-of-RIB.
-//! The hot path of ingest: one `Arc` of attributes per UPDATE, one hash operation per
-//! prefix, nothing else allocated per prefix.
+//! The hot path of ingest: one shared `Path` per UPDATE and next hop, one hash operation
+//! per prefix, nothing allocated per prefix.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -91,13 +91,28 @@ impl Owner {
             Some(ll) if m.next_hop.is_unspecified() || is_link_local(&m.next_hop) => IpAddr::V6(ll),
             _ => m.next_hop,
         });
-        let announced = u.nlri.iter().filter_map(|n| v4_hop.map(|h| (n, h))).chain(
-            mp_reach
-                .iter()
-                .flat_map(|m| m.nlri.iter())
-                .filter_map(|n| mp_hop.map(|h| (n, h))),
-        );
-        for (n, next_hop) in announced {
+        // One shared path per next hop of the UPDATE, however many prefixes it carries.
+        let path = |next_hop| {
+            Arc::new(Path {
+                source: source.clone(),
+                attrs: attrs.clone(),
+                next_hop,
+                stale: false,
+            })
+        };
+        let v4_path = v4_hop.filter(|_| !u.nlri.is_empty()).map(path);
+        let mp_path = mp_hop.map(path);
+        let announced = u
+            .nlri
+            .iter()
+            .filter_map(|n| v4_path.as_ref().map(|p| (n, p)))
+            .chain(
+                mp_reach
+                    .iter()
+                    .flat_map(|m| m.nlri.iter())
+                    .filter_map(|n| mp_path.as_ref().map(|p| (n, p))),
+            );
+        for (n, path) in announced {
             let reject =
                 looped || policy::evaluate(&peer.import, Direction::Import, n) == Action::Reject;
             if reject {
@@ -110,15 +125,7 @@ impl Owner {
                 peer.rejected.insert(*n);
                 continue;
             }
-            let up = self.rib.update(
-                *n,
-                Path {
-                    source: source.clone(),
-                    attrs: attrs.clone(),
-                    next_hop,
-                    stale: false,
-                },
-            );
+            let up = self.rib.update(*n, path.clone());
             if up.added {
                 peer.accepted += 1;
             }

@@ -1,7 +1,7 @@
 //! The owner task: the only code that mutates peers, the RIB and the Adj-RIBs-Out. It
 //! reacts to commands, session events and a one-second tick; it never awaits I/O.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -72,6 +72,11 @@ pub(super) struct Owner {
     pub cluster_id: Option<Ipv4Addr>,
     listener: Option<Arc<TcpListener>>,
     kernel: Option<KernelSync>,
+    /// Prefixes whose kernel route is to be recomputed and handed to kernel sync, paced
+    /// by its backlog: the routes are built from the RIB when sent, so a prefix that
+    /// changes many times while the kernel is busy costs one entry here, not one queued
+    /// route per change.
+    kernel_queue: VecDeque<IpNet>,
     /// Routes of ours found in the kernel at start, until reconciled.
     kernel_existing: Option<Vec<KernelRoute>>,
     started: Instant,
@@ -110,6 +115,7 @@ impl Owner {
             cluster_id: cfg.cluster_id,
             listener,
             kernel,
+            kernel_queue: VecDeque::new(),
             kernel_existing: existing,
             started: Instant::now(),
             events,
@@ -146,8 +152,11 @@ impl Owner {
         };
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let kernel = self.kernel.clone();
         loop {
+            let kernel_waiting = !self.kernel_queue.is_empty();
             tokio::select! {
+                () = applied(&kernel), if kernel_waiting => self.feed_kernel(false),
                 cmd = rx.recv() => match cmd {
                     None => return,
                     Some(Command::Shutdown(done)) => {
@@ -206,6 +215,7 @@ impl Owner {
                     let _ = reply.send(());
                 }
                 Some(k) => {
+                    self.feed_kernel(true);
                     tokio::spawn(async move {
                         if let Err(e) = k.flush().await {
                             tracing::warn!(error = %e, "kernel refused routes");
@@ -426,7 +436,7 @@ impl Owner {
                                 && crate::kernel::is_link_local(&p.next_hop)
                         })
                     })
-                    .map(|(n, _)| *n)
+                    .map(|(n, _)| n)
                     .collect();
                 self.propagate(&via_ll);
             }
@@ -554,7 +564,7 @@ impl Owner {
             return;
         };
         p.out.clear();
-        let all: Vec<IpNet> = self.rib.iter().map(|(n, _)| *n).collect();
+        let all: Vec<IpNet> = self.rib.iter().map(|(n, _)| n).collect();
         let mut sent = 0;
         if let Some(bytes) = export::export(&ctx, &self.rib, p, &all) {
             sent += 1;
@@ -572,15 +582,9 @@ impl Owner {
         if changed.is_empty() {
             return;
         }
-        if let Some(k) = &self.kernel {
-            let changes = changed
-                .iter()
-                .map(|n| match kernel_route(&self.rib, &self.peers, n) {
-                    Some(r) => RouteChange::Replace(r),
-                    None => RouteChange::Delete(*n),
-                })
-                .collect();
-            k.submit(changes);
+        if self.kernel.is_some() {
+            self.kernel_queue.extend(changed.iter().copied());
+            self.feed_kernel(false);
         }
         if self.events.receiver_count() > 0 {
             for n in changed {
@@ -603,6 +607,37 @@ impl Owner {
                 self.metrics.update_out();
                 p.session.send(SessionCmd::Send(bytes));
             }
+        }
+    }
+
+    /// Hands queued prefixes to kernel sync, as routes computed from the RIB now, while
+    /// its backlog is low (`all`: everything, whatever the backlog).
+    fn feed_kernel(&mut self, all: bool) {
+        /// Routes per submission, and how many may wait in kernel sync: enough to keep it
+        /// busy, few enough that memory stays flat however fast routes arrive.
+        const BATCH: usize = 8192;
+        const MAX_BACKLOG: usize = 2 * BATCH;
+        let Some(k) = self.kernel.clone() else {
+            self.kernel_queue.clear();
+            return;
+        };
+        let mut seen: HashSet<IpNet> = HashSet::new();
+        while !self.kernel_queue.is_empty() && (all || k.backlog() < MAX_BACKLOG) {
+            seen.clear();
+            let n = self.kernel_queue.len().min(BATCH);
+            let changes: Vec<RouteChange> = self
+                .kernel_queue
+                .drain(..n)
+                .filter(|p| seen.insert(*p))
+                .map(|p| match kernel_route(&self.rib, &self.peers, &p) {
+                    Some(r) => RouteChange::Replace(r),
+                    None => RouteChange::Delete(p),
+                })
+                .collect();
+            k.submit(changes);
+        }
+        if self.kernel_queue.capacity() > 4 * BATCH && self.kernel_queue.len() < BATCH {
+            self.kernel_queue.shrink_to(BATCH);
         }
     }
 
@@ -646,10 +681,12 @@ impl Owner {
         }
         self.kernel_existing = None;
         let Some(k) = self.kernel.clone() else { return };
+        // The reconcile installs the whole RIB: nothing queued needs sending on its own.
+        self.kernel_queue.clear();
         let desired: Vec<KernelRoute> = self
             .rib
             .iter()
-            .filter_map(|(n, _)| kernel_route(&self.rib, &self.peers, n))
+            .filter_map(|(n, _)| kernel_route(&self.rib, &self.peers, &n))
             .collect();
         tokio::spawn(async move {
             match k.reconcile(desired).await {
@@ -669,6 +706,7 @@ impl Owner {
         }
         // Give the writers a moment to put the NOTIFICATIONs on the wire.
         tokio::time::sleep(Duration::from_millis(300)).await;
+        self.feed_kernel(true);
         if let Some(k) = &self.kernel {
             let _ = k.flush().await;
         }
@@ -718,7 +756,7 @@ impl Owner {
                             continue;
                         }
                         v.push(RouteEntry {
-                            prefix: *n,
+                            prefix: n,
                             from: p.source.addr,
                             next_hop: p.next_hop,
                             best: i == 0,
@@ -752,6 +790,14 @@ impl Owner {
         }
         v.sort_by_key(|e| (e.prefix, !e.best));
         v
+    }
+}
+
+/// Resolves when kernel sync applied a round of changes (never without kernel sync).
+async fn applied(kernel: &Option<KernelSync>) {
+    match kernel {
+        Some(k) => k.applied().await,
+        None => std::future::pending().await,
     }
 }
 
