@@ -169,3 +169,81 @@ fn a_two_octet_as_peer_gets_and_gives_four_octet_paths_through_as4_path() {
     let shown = old.birdc(&["show", "route", "10.244.3.0/26", "all"]);
     assert!(shown.contains("BGP.as_path: 65001 4200000003"), "{shown}");
 }
+
+#[test]
+fn filter_changes_on_sighup_use_route_refresh_and_keep_the_session() {
+    let (t, b) = linked("pf", &["192.0.2.1/24"], &["192.0.2.2/24"]);
+    let bird = Bird::start(
+        &b,
+        &bird_conf(
+            "192.0.2.2",
+            "192.0.2.2",
+            65002,
+            "192.0.2.1",
+            65001,
+            &["10.244.2.0/26", "10.244.3.0/26"],
+            "",
+        ),
+    );
+    let yaml = |filtered: bool| {
+        let refs = if filtered {
+            ", import: [no3], export: [no9]"
+        } else {
+            ""
+        };
+        format!(
+            "{}filters:\n  no3:\n    import_v4: [{{ action: Reject, match_operator: Equal, cidr: 10.244.3.0/26 }}]\n\
+             \x20 no9:\n    export_v4: [{{ action: Reject, cidr: 10.244.9.0/24 }}]\n",
+            twill_yaml(65001, 65002, "10.244.1.0/26, 10.244.9.0/26", refs)
+        )
+    };
+    let twill = Twill::start(&t, &yaml(false));
+    let ctx = || {
+        format!(
+            "{}\ntwill:\n{}\nroutes:\n{}",
+            bird.context(),
+            twill.guard.log_tail(30),
+            twill_routes(&t)
+        )
+    };
+    let both_ways = |with3: bool, with9: bool| {
+        let r = twill_routes(&t);
+        r.contains("10.244.2.0/26")
+            && r.contains("10.244.3.0/26") == with3
+            && route_of(&b, "10.244.1.0/26").contains("via 192.0.2.1")
+            && route_of(&b, "10.244.9.0/26").contains("via 192.0.2.1") == with9
+    };
+    wait_for(
+        "routes both ways",
+        SESSION_TIMEOUT,
+        || both_ways(true, true),
+        ctx,
+    );
+    let since = bird.birdc(&["show", "protocols", "twill"]);
+
+    // Filters on: the import change drops BIRD's 10.244.3.0/26 (twill asks for BIRD's
+    // routes again), the export change withdraws twill's 10.244.9.0/26.
+    twill.reload(&yaml(true));
+    wait_for(
+        "filtered both ways",
+        SESSION_TIMEOUT,
+        || both_ways(false, false),
+        ctx,
+    );
+    // Filters off: 10.244.3.0/26 can only come back if twill sends ROUTE-REFRESH, since
+    // BIRD has no reason to announce it again otherwise.
+    twill.reload(&yaml(false));
+    wait_for(
+        "unfiltered again",
+        SESSION_TIMEOUT,
+        || both_ways(true, true),
+        ctx,
+    );
+    assert!(twill.log().contains("route refresh"), "{}", ctx());
+    assert_eq!(
+        since,
+        bird.birdc(&["show", "protocols", "twill"]),
+        "the session must survive policy changes\n{}",
+        ctx()
+    );
+}

@@ -5,7 +5,8 @@
 //!   BIRD (kernel protocol exporting) and twill-bgpd (kernel install);
 //! - `--mode rib`: in its RIB (kernel install off), for BIRD, twill-bgpd, FRR (bgpd
 //!   without zebra) and GoBGP, read from cheap counters (BIRD's "Routes: N imported",
-//!   twill's ListPeers, FRR's `pfxRcd`, GoBGP's "Accepted").
+//!   twill's ListPeers, FRR's `pfxRcd`, GoBGP's "Accepted"; polled every 20 ms, FRR every
+//!   100 ms, GoBGP every second since its count walks its table).
 //!
 //! Every run gets fresh namespaces and processes; the receivers alternate (the order
 //! rotates every run); medians and each receiver's peak RSS (VmHWM) are printed as
@@ -130,7 +131,10 @@ fn run(kind: Kind, mode: Mode, n: u32, sender_conf: &str) -> Outcome {
             birdc(&ssock, &["show", "status"]);
             last_poke = Instant::now();
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(match mode {
+            Mode::Kernel => Duration::from_millis(20),
+            Mode::Rib => rx.poll_interval(),
+        });
     }
     let secs = t_est.elapsed().as_secs_f64();
     let rss_kib = rx.peak_rss_kib();

@@ -251,6 +251,16 @@ impl Receiver {
         }
     }
 
+    /// How often to ask for `rib_count`. GoBGP counts accepted paths by walking its
+    /// Adj-RIB-In in its main loop, so asking often would slow it down: once a second.
+    pub fn poll_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(match self.kind {
+            Kind::Bird | Kind::Twill => 20,
+            Kind::Frr => 100,
+            Kind::Gobgp => 1000,
+        })
+    }
+
     pub fn peak_rss_kib(&self) -> u64 {
         vm_hwm_kib(self.guard.pid())
     }

@@ -18,6 +18,7 @@
 mod export;
 mod ingest;
 mod owner;
+mod policy_change;
 mod types;
 
 use std::collections::BTreeMap;

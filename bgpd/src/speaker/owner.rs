@@ -173,7 +173,7 @@ impl Owner {
         }
     }
 
-    fn export_ctx(&self) -> ExportCtx {
+    pub(super) fn export_ctx(&self) -> ExportCtx {
         ExportCtx {
             asn: self.asn,
             cluster_id: self.cluster_id,
@@ -249,7 +249,7 @@ impl Owner {
         self.propagate(&changed);
     }
 
-    fn resolve(&self, names: &[String]) -> Vec<Filter> {
+    pub(super) fn resolve(&self, names: &[String]) -> Vec<Filter> {
         names
             .iter()
             .filter_map(|n| self.filters.get(n).cloned())
@@ -271,21 +271,25 @@ impl Owner {
             self.remove_peer(a, cease::PEER_DECONFIGURED);
         }
         for (addr, cfg) in wanted {
-            let same = self.peers.get(&addr).is_some_and(|p| {
-                p.cfg == cfg
-                    && !(filters_changed && (!cfg.import.is_empty() || !cfg.export.is_empty()))
-            });
-            if same {
+            let Some(p) = self.peers.get(&addr) else {
+                self.add_peer(cfg);
+                continue;
+            };
+            let uses_filters = !cfg.import.is_empty() || !cfg.export.is_empty();
+            if p.cfg == cfg && !(filters_changed && uses_filters) {
                 continue;
             }
-            if self.peers.contains_key(&addr) {
-                self.remove_peer(addr, cease::OTHER_CONFIG_CHANGE);
+            if same_session(&p.cfg, &cfg) {
+                // Only policy changed: the session stays (route refresh / re-export).
+                self.change_policy(addr, cfg);
+                continue;
             }
+            self.remove_peer(addr, cease::OTHER_CONFIG_CHANGE);
             self.add_peer(cfg);
         }
     }
 
-    fn add_peer(&mut self, cfg: PeerConfig) {
+    pub(super) fn add_peer(&mut self, cfg: PeerConfig) {
         self.epoch += 1;
         let key = SessionKey {
             peer: cfg.address,
@@ -348,7 +352,7 @@ impl Owner {
         self.peers.insert(peer.cfg.address, peer);
     }
 
-    fn remove_peer(&mut self, addr: IpAddr, subcode: u8) {
+    pub(super) fn remove_peer(&mut self, addr: IpAddr, subcode: u8) {
         if let Some(p) = self.peers.remove(&addr) {
             p.session.send(SessionCmd::Stop(Notification {
                 code: crate::fsm::code::CEASE,
@@ -791,6 +795,17 @@ impl Owner {
         v.sort_by_key(|e| (e.prefix, !e.best));
         v
     }
+}
+
+/// Whether two configurations of a peer differ only in policy (import/export filters), so
+/// that the session can stay up through the change.
+fn same_session(a: &PeerConfig, b: &PeerConfig) -> bool {
+    let policy_free = |c: &PeerConfig| PeerConfig {
+        import: Vec::new(),
+        export: Vec::new(),
+        ..c.clone()
+    };
+    policy_free(a) == policy_free(b)
 }
 
 /// Resolves when kernel sync applied a round of changes (never without kernel sync).
