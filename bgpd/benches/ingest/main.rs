@@ -78,6 +78,8 @@ struct Outcome {
     secs: f64,
     /// Seconds from enabling the sender's session until Established.
     setup: f64,
+    /// CPU seconds (user + system, all threads) the receiver used from Established on.
+    cpu: f64,
     rss_kib: u64,
 }
 
@@ -112,7 +114,8 @@ fn run(kind: Kind, mode: Mode, n: u32, sender_conf: &str) -> Outcome {
         std::thread::sleep(Duration::from_millis(5));
     }
     let t_est = Instant::now();
-    let mut last_poke = Instant::now();
+    let cpu0 = rx.cpu_secs();
+    let _poker = Poker::start(&ssock);
     loop {
         let have = match mode {
             Mode::Kernel => main_prefixes(&r_ns).saturating_sub(base),
@@ -126,23 +129,67 @@ fn run(kind: Kind, mode: Mode, n: u32, sender_conf: &str) -> Outcome {
             "{kind:?} got {have} of {n}\n{}",
             rx.guard.log_tail(20)
         );
-        // BIRD as a sender can sit on the tail of its feed while idle: poke it.
-        if last_poke.elapsed() > Duration::from_millis(500) {
-            birdc(&ssock, &["show", "status"]);
-            last_poke = Instant::now();
-        }
         std::thread::sleep(match mode {
             Mode::Kernel => Duration::from_millis(20),
             Mode::Rib => rx.poll_interval(),
         });
     }
     let secs = t_est.elapsed().as_secs_f64();
+    let cpu = rx.cpu_secs() - cpu0;
     let rss_kib = rx.peak_rss_kib();
     let _ = rx.guard.stop();
     Outcome {
         secs,
         setup: (t_est - t0).as_secs_f64(),
+        cpu,
         rss_kib,
+    }
+}
+
+/// BIRD as a sender can sit on the tail of its feed while idle (up to seconds): a
+/// command on its control socket every 10 ms wakes its event loop, so the feed's end is
+/// not quantised by BIRD's idle timeout. One persistent connection, not a `birdc` per poke.
+struct Poker {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Poker {
+    fn start(sock: &std::path::Path) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut conn = std::os::unix::net::UnixStream::connect(sock).unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !flag.load(Ordering::Relaxed) {
+                if conn.write_all(b"show status\n").is_err() {
+                    return;
+                }
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Poker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -184,10 +231,10 @@ fn main() {
     let mut report = String::new();
     writeln!(
         report,
-        "| prefixes | receiver | runs from Established (s) | median (s) | time / BIRD | peak RSS (MiB) | RSS / BIRD |"
+        "| prefixes | receiver | runs from Established (s) | median (s) | time / BIRD | median CPU (s) | peak RSS (MiB) | RSS / BIRD |"
     )
     .unwrap();
-    writeln!(report, "|---:|---|---|---:|---:|---:|---:|").unwrap();
+    writeln!(report, "|---:|---|---|---:|---:|---:|---:|---:|").unwrap();
     for &n in &sizes {
         let mut statics = String::with_capacity(n as usize * 40);
         for i in 0..n {
@@ -199,6 +246,7 @@ fn main() {
              connect delay time 1; ipv4 {{ import none; export all; }}; }}\n"
         );
         let mut times = vec![Vec::new(); kinds.len()];
+        let mut cpus = vec![Vec::new(); kinds.len()];
         let mut rss = vec![0u64; kinds.len()];
         for r in 0..runs {
             // Rotate the order every run, so no receiver always runs first or last.
@@ -206,13 +254,15 @@ fn main() {
                 let i = (k + r) % kinds.len();
                 let o = run(kinds[i], mode, n, &sender_conf);
                 eprintln!(
-                    "{n} {:?} {mode:?} run {r}: {:.2} s (session setup {:.2} s), {:.0} MiB",
+                    "{n} {:?} {mode:?} run {r}: {:.2} s (session setup {:.2} s), CPU {:.2} s, {:.0} MiB",
                     kinds[i],
                     o.secs,
                     o.setup,
+                    o.cpu,
                     o.rss_kib as f64 / 1024.0
                 );
                 times[i].push(o.secs);
+                cpus[i].push(o.cpu);
                 rss[i] = rss[i].max(o.rss_kib);
             }
         }
@@ -225,10 +275,11 @@ fn main() {
             let mib = rss[i] as f64 / 1024.0;
             writeln!(
                 report,
-                "| {n} | {} | {} | {med:.2} | {} | {mib:.0} | {} |",
+                "| {n} | {} | {} | {med:.2} | {} | {:.2} | {mib:.0} | {} |",
                 kind.label(),
                 list.join(", "),
                 bird_med.map_or("-".to_owned(), |b| format!("{:.2}", med / b)),
+                median(&cpus[i]),
                 bird_rss.map_or("-".to_owned(), |b| format!("{:.2}", rss[i] as f64 / b)),
             )
             .unwrap();

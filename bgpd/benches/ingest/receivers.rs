@@ -72,6 +72,18 @@ pub fn bird_imported(sock: &Path, proto: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// User + system CPU seconds a process (all its threads) has used so far.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces):
+    // state is field 3; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // USER_HZ (the unit of these fields) is 100 on Linux.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 pub fn vm_hwm_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -259,6 +271,10 @@ impl Receiver {
             Kind::Frr => 100,
             Kind::Gobgp => 1000,
         })
+    }
+
+    pub fn cpu_secs(&self) -> f64 {
+        cpu_secs(self.guard.pid())
     }
 
     pub fn peak_rss_kib(&self) -> u64 {

@@ -98,6 +98,11 @@ impl Dest {
         self.paths().first().map(|p| &**p)
     }
 
+    /// The best path as the shared pointer (its address identifies it).
+    pub fn best_shared(&self) -> Option<&Arc<Path>> {
+        self.paths().first()
+    }
+
     /// The best path and those equal to it for forwarding (ECMP), distinct next hops.
     pub fn multipath(&self) -> Vec<&Path> {
         let paths = self.paths();

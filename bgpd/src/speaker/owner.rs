@@ -50,7 +50,7 @@ pub(super) struct Peer {
     pub live: Option<Live>,
     pub out: AdjRibOut,
     pub accepted: u64,
-    pub rejected: HashSet<IpNet>,
+    pub rejected: HashSet<IpNet, foldhash::fast::RandomState>,
     pub last_error: Option<String>,
     /// Graceful-restart helper: stale paths are dropped at this time.
     pub stale_until: Option<Instant>,
@@ -344,7 +344,7 @@ impl Owner {
             live: None,
             out: AdjRibOut::default(),
             accepted: 0,
-            rejected: HashSet::new(),
+            rejected: HashSet::default(),
             last_error: None,
             stale_until: None,
             shut: false,
@@ -547,7 +547,9 @@ impl Owner {
                     changed.push(*n);
                 }
             }
-            p.rejected.remove(n);
+            if !p.rejected.is_empty() {
+                p.rejected.remove(n);
+            }
         }
         changed
     }
