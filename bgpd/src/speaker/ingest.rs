@@ -102,16 +102,23 @@ impl Owner {
         };
         let v4_path = v4_hop.filter(|_| !u.nlri.is_empty()).map(path);
         let mp_path = mp_hop.map(path);
+        // Every prefix gets its own reference to the shared path. Taking them all up
+        // front, back to back, keeps the reference-count updates (locked instructions,
+        // which wait for every pending store) out of the loop of hash-table inserts
+        // below, whose stores to a table far bigger than the cache then overlap.
+        let mp_nlri: &[IpNet] = mp_reach.as_ref().map_or(&[], |m| &m.nlri);
+        let refs = |p: &Option<Arc<Path>>, n: usize| match p {
+            Some(p) if n > 0 => vec![p.clone(); n],
+            _ => Vec::new(),
+        };
+        let v4_refs = refs(&v4_path, u.nlri.len());
+        let mp_refs = refs(&mp_path, mp_nlri.len());
+        drop((v4_path, mp_path));
         let announced = u
             .nlri
             .iter()
-            .filter_map(|n| v4_path.as_ref().map(|p| (n, p)))
-            .chain(
-                mp_reach
-                    .iter()
-                    .flat_map(|m| m.nlri.iter())
-                    .filter_map(|n| mp_path.as_ref().map(|p| (n, p))),
-            );
+            .zip(v4_refs)
+            .chain(mp_nlri.iter().zip(mp_refs));
         for (n, path) in announced {
             let reject =
                 looped || policy::evaluate(&peer.import, Direction::Import, n) == Action::Reject;
@@ -125,7 +132,7 @@ impl Owner {
                 peer.rejected.insert(*n);
                 continue;
             }
-            let up = self.rib.update(*n, path.clone());
+            let up = self.rib.update(*n, path);
             if up.added {
                 peer.accepted += 1;
             }
