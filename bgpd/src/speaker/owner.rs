@@ -12,11 +12,12 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use super::export::{self, ExportCtx};
-use super::types::{Event, PeerStatus, RouteEntry, RouteQuery, RouteTable, SpeakerStats};
-use super::{Command, SpeakerConfig, same_family};
+use super::kernel_feed::{applied, kernel_route};
+use super::types::{Event, SpeakerStats};
+use super::{Command, SpeakerConfig};
 use crate::config::{Family, PeerConfig};
 use crate::fsm::{DownReason, FsmConfig, LocalSide, Negotiated, State, cease};
-use crate::kernel::{KernelRoute, KernelSync, NextHop, RouteChange, is_link_local};
+use crate::kernel::{KernelRoute, KernelSync};
 use crate::metrics::Metrics;
 use crate::packet::{Notification, Origin, PathAttributes};
 use crate::policy::Filter;
@@ -70,24 +71,24 @@ pub(super) struct Owner {
     pub asn: u32,
     pub router_id: Ipv4Addr,
     pub cluster_id: Option<Ipv4Addr>,
-    listener: Option<Arc<TcpListener>>,
-    kernel: Option<KernelSync>,
+    pub(super) listener: Option<Arc<TcpListener>>,
+    pub(super) kernel: Option<KernelSync>,
     /// Prefixes whose kernel route is to be recomputed and handed to kernel sync, paced
     /// by its backlog: the routes are built from the RIB when sent, so a prefix that
     /// changes many times while the kernel is busy costs one entry here, not one queued
     /// route per change.
-    kernel_queue: VecDeque<IpNet>,
+    pub(super) kernel_queue: VecDeque<IpNet>,
     /// Routes of ours found in the kernel at start, until reconciled.
-    kernel_existing: Option<Vec<KernelRoute>>,
-    started: Instant,
-    events: broadcast::Sender<Event>,
+    pub(super) kernel_existing: Option<Vec<KernelRoute>>,
+    pub(super) started: Instant,
+    pub(super) events: broadcast::Sender<Event>,
     pub metrics: Arc<Metrics>,
     pub rib: Rib,
     pub peers: HashMap<IpAddr, Peer>,
-    filters: BTreeMap<String, Filter>,
-    local_source: Arc<Source>,
-    local_attrs: Arc<PathAttributes>,
-    epoch: u64,
+    pub(super) filters: BTreeMap<String, Filter>,
+    pub(super) local_source: Arc<Source>,
+    pub(super) local_attrs: Arc<PathAttributes>,
+    pub(super) epoch: u64,
     ev_tx: mpsc::Sender<SessionEvent>,
     ev_rx: Option<mpsc::Receiver<SessionEvent>>,
     aux_tx: mpsc::UnboundedSender<Aux>,
@@ -616,37 +617,6 @@ impl Owner {
         }
     }
 
-    /// Hands queued prefixes to kernel sync, as routes computed from the RIB now, while
-    /// its backlog is low (`all`: everything, whatever the backlog).
-    fn feed_kernel(&mut self, all: bool) {
-        /// Routes per submission, and how many may wait in kernel sync: enough to keep it
-        /// busy, few enough that memory stays flat however fast routes arrive.
-        const BATCH: usize = 8192;
-        const MAX_BACKLOG: usize = 2 * BATCH;
-        let Some(k) = self.kernel.clone() else {
-            self.kernel_queue.clear();
-            return;
-        };
-        let mut seen: HashSet<IpNet> = HashSet::new();
-        while !self.kernel_queue.is_empty() && (all || k.backlog() < MAX_BACKLOG) {
-            seen.clear();
-            let n = self.kernel_queue.len().min(BATCH);
-            let changes: Vec<RouteChange> = self
-                .kernel_queue
-                .drain(..n)
-                .filter(|p| seen.insert(*p))
-                .map(|p| match kernel_route(&self.rib, &self.peers, &p) {
-                    Some(r) => RouteChange::Replace(r),
-                    None => RouteChange::Delete(p),
-                })
-                .collect();
-            k.submit(changes);
-        }
-        if self.kernel_queue.capacity() > 4 * BATCH && self.kernel_queue.len() < BATCH {
-            self.kernel_queue.shrink_to(BATCH);
-        }
-    }
-
     fn tick(&mut self) {
         let now = Instant::now();
         let expired: Vec<IpAddr> = self
@@ -671,37 +641,6 @@ impl Owner {
         }));
     }
 
-    /// Routes found in the kernel at start stay until every peer has sent its table (or
-    /// two minutes passed); then the kernel is made to match the RIB (RFC 4724's
-    /// restarting-speaker behaviour: forwarding survives our restart).
-    fn maybe_reconcile_kernel(&mut self) {
-        if self.kernel_existing.is_none() {
-            return;
-        }
-        let all_synced = self
-            .peers
-            .values()
-            .all(|p| p.live.as_ref().is_some_and(|l| l.eor_pending.is_empty()));
-        if !all_synced && self.started.elapsed() < Duration::from_secs(120) {
-            return;
-        }
-        self.kernel_existing = None;
-        let Some(k) = self.kernel.clone() else { return };
-        // The reconcile installs the whole RIB: nothing queued needs sending on its own.
-        self.kernel_queue.clear();
-        let desired: Vec<KernelRoute> = self
-            .rib
-            .iter()
-            .filter_map(|(n, _)| kernel_route(&self.rib, &self.peers, &n))
-            .collect();
-        tokio::spawn(async move {
-            match k.reconcile(desired).await {
-                Ok(r) => tracing::info!(report = ?r, "kernel reconciled"),
-                Err(e) => tracing::warn!(error = %e, "kernel reconcile"),
-            }
-        });
-    }
-
     async fn shutdown(&mut self) {
         for p in self.peers.values() {
             p.session.send(SessionCmd::Stop(Notification {
@@ -717,86 +656,6 @@ impl Owner {
             let _ = k.flush().await;
         }
     }
-
-    fn peer_status(&self) -> Vec<PeerStatus> {
-        let mut v: Vec<PeerStatus> = self
-            .peers
-            .values()
-            .map(|p| PeerStatus {
-                address: p.cfg.address,
-                asn: p.cfg.asn,
-                kind: if p.is_ebgp(self.asn) {
-                    "eBGP"
-                } else if p.cfg.route_reflector_client && self.cluster_id.is_some() {
-                    "iBGP RR-client"
-                } else {
-                    "iBGP"
-                },
-                state: p.state,
-                since: p.since,
-                router_id: p.live.as_ref().map(|l| l.negotiated.peer_id),
-                received: p.accepted + p.rejected.len() as u64,
-                accepted: p.accepted,
-                advertised: p.out.len() as u64,
-                last_error: p.last_error.clone(),
-            })
-            .collect();
-        v.sort_by_key(|p| p.address);
-        v
-    }
-
-    fn routes(&self, q: &RouteQuery) -> Vec<RouteEntry> {
-        let wanted = |n: &IpNet| q.prefix.is_none_or(|f| f.contains(n));
-        let mut v = Vec::new();
-        match q.table {
-            RouteTable::LocRib | RouteTable::AdjRibIn(_) => {
-                let only = match q.table {
-                    RouteTable::AdjRibIn(a) => Some(a),
-                    _ => None,
-                };
-                for (n, d) in self.rib.iter().filter(|(n, _)| wanted(n)) {
-                    let multi: Vec<Option<IpAddr>> =
-                        d.multipath().iter().map(|p| p.source.addr).collect();
-                    for (i, p) in d.paths().iter().enumerate() {
-                        if only.is_some_and(|a| p.source.addr != Some(a)) {
-                            continue;
-                        }
-                        v.push(RouteEntry {
-                            prefix: n,
-                            from: p.source.addr,
-                            next_hop: p.next_hop,
-                            best: i == 0,
-                            multipath: multi.contains(&p.source.addr) && !p.source.is_local(),
-                            stale: p.stale,
-                            attrs: (*p.attrs).clone(),
-                        });
-                    }
-                }
-            }
-            RouteTable::AdjRibOut(a) => {
-                if let Some(p) = self.peers.get(&a) {
-                    for (n, attrs) in p.out.iter().filter(|(n, _)| wanted(n)) {
-                        let next_hop = attrs
-                            .next_hop
-                            .map(IpAddr::V4)
-                            .or_else(|| attrs.mp_reach.as_ref().map(|m| m.next_hop))
-                            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-                        v.push(RouteEntry {
-                            prefix: *n,
-                            from: None,
-                            next_hop,
-                            best: true,
-                            multipath: false,
-                            stale: false,
-                            attrs: (**attrs).clone(),
-                        });
-                    }
-                }
-            }
-        }
-        v.sort_by_key(|e| (e.prefix, !e.best));
-        v
-    }
 }
 
 /// Whether two configurations of a peer differ only in policy (import/export filters), so
@@ -808,40 +667,4 @@ fn same_session(a: &PeerConfig, b: &PeerConfig) -> bool {
         ..c.clone()
     };
     policy_free(a) == policy_free(b)
-}
-
-/// Resolves when kernel sync applied a round of changes (never without kernel sync).
-async fn applied(kernel: &Option<KernelSync>) {
-    match kernel {
-        Some(k) => k.applied().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The kernel route for a prefix: the next hops of its ECMP set, or `None` when the
-/// prefix has no usable learned path (originated here, or next hops the kernel cannot use).
-/// A link-local next hop goes out of the interface its peer is reached through.
-fn kernel_route(rib: &Rib, peers: &HashMap<IpAddr, Peer>, n: &IpNet) -> Option<KernelRoute> {
-    let d = rib.get(n)?;
-    if d.best()?.source.is_local() {
-        return None;
-    }
-    let hops: Vec<NextHop> = d
-        .multipath()
-        .iter()
-        .filter(|p| same_family(&p.next_hop, n) && !p.next_hop.is_unspecified())
-        .filter_map(|p| {
-            if !is_link_local(&p.next_hop) {
-                return Some(NextHop::from(p.next_hop));
-            }
-            let oif = p
-                .source
-                .addr
-                .and_then(|a| peers.get(&a))
-                .and_then(|peer| peer.live.as_ref())
-                .and_then(|l| l.oif)?;
-            Some(NextHop::new(p.next_hop, Some(oif)))
-        })
-        .collect();
-    (!hops.is_empty()).then(|| KernelRoute::new(*n, hops))
 }
