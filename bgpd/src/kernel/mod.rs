@@ -243,9 +243,9 @@ struct Stats {
     deleted: AtomicU64,
     failed: AtomicU64,
     batches: AtomicU64,
-    /// Changes submitted and not yet applied (coalesced ones count as applied).
+    /// Changes submitted and not yet taken up by the worker.
     backlog: AtomicUsize,
-    /// Signalled after every round of applied changes.
+    /// Signalled whenever the worker takes up the queued changes.
     applied: tokio::sync::Notify,
 }
 
@@ -375,14 +375,15 @@ impl KernelSync {
         rx.await.map_err(|_| KernelError::Closed)?
     }
 
-    /// Changes submitted and not yet applied.
+    /// Changes submitted and not yet taken up by the worker (at most one more round is
+    /// being applied meanwhile).
     pub fn backlog(&self) -> usize {
         self.stats.backlog.load(Ordering::Relaxed)
     }
 
-    /// Resolves after the worker applies its next round of changes (or at once if one
-    /// was applied since the last call): wait on it when [`backlog`](Self::backlog) is
-    /// high, then submit more.
+    /// Resolves when the worker next takes up queued changes (or at once if it did since
+    /// the last call): wait on it when [`backlog`](Self::backlog) is high, then submit
+    /// more; they are applied right after the round in progress.
     pub async fn applied(&self) {
         self.stats.applied.notified().await;
     }

@@ -47,7 +47,7 @@ pub(crate) struct Worker {
     failures: Vec<RouteFailure>,
     dropped_failures: usize,
     socket_error: Option<io::Error>,
-    /// Changes received this round (to take off the backlog once applied).
+    /// Changes received this round (taken off the backlog once the round starts).
     received: usize,
 }
 
@@ -79,10 +79,12 @@ impl Worker {
             while let Ok(cmd) = rx.try_recv() {
                 self.handle(cmd);
             }
-            self.apply_pending();
-            let done = std::mem::take(&mut self.received);
-            self.stats.backlog.fetch_sub(done, Ordering::Relaxed);
+            // Taken up: the submitter may queue the next batch while this one is applied,
+            // so the socket never waits for it.
+            let taken = std::mem::take(&mut self.received);
+            self.stats.backlog.fetch_sub(taken, Ordering::Relaxed);
             self.stats.applied.notify_one();
+            self.apply_pending();
         }
     }
 

@@ -18,8 +18,9 @@ impl Owner {
     /// Hands queued prefixes to kernel sync, as routes computed from the RIB now, while
     /// its backlog is low (`all`: everything, whatever the backlog).
     pub(super) fn feed_kernel(&mut self, all: bool) {
-        /// Routes per submission, and how many may wait in kernel sync: enough to keep it
-        /// busy, few enough that memory stays flat however fast routes arrive.
+        /// Routes per submission, and how many may wait in kernel sync (besides the round
+        /// it is applying): enough to keep its socket busy, few enough that memory stays
+        /// flat however fast routes arrive.
         const BATCH: usize = 8192;
         const MAX_BACKLOG: usize = 2 * BATCH;
         let Some(k) = self.kernel.clone() else {
