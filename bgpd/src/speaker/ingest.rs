@@ -151,11 +151,14 @@ impl Owner {
             peer.shut = true;
             peer.last_error = Some(format!("maximum prefixes ({limit}) exceeded"));
             self.metrics.error("max_prefixes");
+            // RFC 4486 §4: the family whose prefixes went over the limit.
+            let (afi, safi) = match &mp_reach {
+                Some(m) if u.nlri.is_empty() => (m.afi, m.safi),
+                _ => (Afi::Ipv4, Safi::Unicast),
+            };
             peer.session
                 .send(SessionCmd::Stop(Notification::max_prefixes(
-                    Afi::Ipv4,
-                    Safi::Unicast,
-                    limit,
+                    afi, safi, limit,
                 )));
         }
         changed
