@@ -9,8 +9,9 @@
 //!   100 ms, GoBGP every second since its count walks its table).
 //!
 //! Every run gets fresh namespaces and processes; the receivers alternate (the order
-//! rotates every run); medians and each receiver's peak RSS (VmHWM) are printed as
-//! Markdown, with ratios to BIRD.
+//! rotates every run); medians, each receiver's CPU time from Established on and its
+//! peak RSS (VmHWM) are printed as Markdown, with ratios to BIRD. Results and method:
+//! `bench-results/bgpd.md`.
 //!
 //! ```text
 //! cargo bench -p twill-bgpd --bench ingest -- --mode kernel --sizes 200000,1000000 --runs 3
