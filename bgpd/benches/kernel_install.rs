@@ -89,7 +89,7 @@ fn run_ip(prefixes: &[Ipv4Net]) -> (Duration, Duration) {
 fn run_twill(rt: &tokio::runtime::Runtime, prefixes: &[Ipv4Net]) -> (Duration, Duration) {
     let ns = node();
     let nsrt = NsRuntime::start(&ns).unwrap();
-    let nh = NEXT_HOP.parse().unwrap();
+    let nh: std::net::IpAddr = NEXT_HOP.parse().unwrap();
     let adds: Vec<RouteChange> = prefixes
         .iter()
         .map(|p| RouteChange::Replace(KernelRoute::new(IpNet::V4(*p), vec![nh])))

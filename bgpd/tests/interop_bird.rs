@@ -1,6 +1,7 @@
 //! twill-bgpd against a real BIRD 2, each in its own network namespace: eBGP IPv4 routes
-//! both ways into both kernels, withdraws both ways, a SIGHUP reload that keeps the
-//! session, and SIGTERM sending Cease.
+//! both ways into both kernels, withdraws both ways, SIGHUP reloads (a new peer, a
+//! withdrawn prefix, a bad file refused) that keep the unchanged session, and SIGTERM
+//! sending Cease.
 
 mod support;
 
@@ -10,6 +11,10 @@ use support::peers::Bird;
 use support::*;
 
 fn twill_yaml(originate: &str) -> String {
+    twill_yaml_with(originate, "")
+}
+
+fn twill_yaml_with(originate: &str, more_peers: &str) -> String {
     format!(
         r#"
 asn: 65001
@@ -23,7 +28,7 @@ peers:
     hold_time: 9
     connect_retry: 1
     families: [ipv4-unicast]
-"#
+{more_peers}"#
     )
 }
 
@@ -97,20 +102,38 @@ fn ebgp_ipv4_routes_flow_both_ways_and_withdraw() {
     );
     assert!(twill_routes(&t).contains("10.244.2.0/26 via 192.0.2.2"));
 
-    // twill withdraws one of its prefixes through a SIGHUP reload; the session stays.
+    // A SIGHUP reload withdraws one of twill's prefixes and adds a peer; the unchanged
+    // session with BIRD stays up throughout.
     let since_before = bird.birdc(&["show", "protocols", "twill"]);
-    twill.reload(&twill_yaml("10.244.1.0/26"));
+    let new_peer = "  - { address: 192.0.2.9, asn: 65009, passive: true }\n";
+    twill.reload(&twill_yaml_with("10.244.1.0/26", new_peer));
     wait_for(
         "twill's withdrawn prefix leaves BIRD's kernel",
         SESSION_TIMEOUT,
         || route_of(&b, "10.244.9.0/26").is_empty(),
         ctx,
     );
+    wait_for(
+        "the new peer is configured",
+        SESSION_TIMEOUT,
+        || twill.peers().iter().any(|p| p.address == "192.0.2.9"),
+        ctx,
+    );
     assert!(route_of(&b, "10.244.1.0/26").contains("via 192.0.2.1"));
+    // A bad file is refused: the running configuration (both peers) stays.
+    twill.reload("asn: 65001\nrouter_id: 192.0.2.1\npeers: [{ address: 192.0.2.2, asn: 0 }]\n");
+    wait_for(
+        "the refused reload is logged with the field",
+        SESSION_TIMEOUT,
+        || twill.log().contains("peers[0].asn"),
+        ctx,
+    );
+    assert_eq!(twill.peers().len(), 2, "{}", ctx());
+    assert!(twill.established("192.0.2.2"), "{}", ctx());
     let since_after = bird.birdc(&["show", "protocols", "twill"]);
     assert_eq!(
         since_before, since_after,
-        "the reload must not reset the session"
+        "the reloads must not reset the unchanged session"
     );
 
     // SIGTERM: twill sends Cease and exits; BIRD drops the routes; ours stay in the kernel.

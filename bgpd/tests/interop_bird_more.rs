@@ -118,6 +118,17 @@ fn ibgp_graceful_restart_keeps_routes_until_the_peer_returns() {
         || twill_routes(&t).contains("10.244.3.0/26 via 192.0.2.2"),
         || twill.guard.log_tail(30),
     );
+    let from_bird = |routes: Vec<twill_proto::bgp::Route>| -> Vec<_> {
+        routes
+            .into_iter()
+            .filter(|r| r.from_peer == "192.0.2.2")
+            .collect()
+    };
+    let kept = from_bird(twill.loc_rib("10.244.0.0/16"));
+    assert!(
+        kept.len() == 2 && kept.iter().all(|r| r.stale),
+        "both paths kept, marked stale: {kept:?}"
+    );
     // BIRD comes back without 10.244.3.0/26: after its End-of-RIB the stale one goes.
     let bird2 = Bird::start(&b, &conf(&["10.244.2.0/26"]));
     let ctx = || format!("{}\ntwill:\n{}", bird2.context(), twill.guard.log_tail(30));
@@ -137,6 +148,12 @@ fn ibgp_graceful_restart_keeps_routes_until_the_peer_returns() {
         twill_routes(&t).contains("10.244.2.0/26 via 192.0.2.2"),
         "{}",
         ctx()
+    );
+    // The path BIRD announced again is fresh, no longer stale.
+    let fresh = from_bird(twill.loc_rib("10.244.0.0/16"));
+    assert!(
+        fresh.len() == 1 && fresh[0].prefix == "10.244.2.0/26" && !fresh[0].stale,
+        "{fresh:?}"
     );
     drop(bird);
 }
@@ -435,6 +452,7 @@ fn route_reflector_lets_two_clients_learn_each_others_routes() {
 
 #[test]
 fn twill_restart_keeps_forwarding_and_reconciles_the_kernel() {
+    // BIRD is a graceful-restart helper: while twill restarts it keeps twill's route.
     let (t, b) = linked("rs", &["192.0.2.1/24"], &["192.0.2.2/24"]);
     let bird = Bird::start(
         &b,
@@ -445,7 +463,7 @@ fn twill_restart_keeps_forwarding_and_reconciles_the_kernel() {
             "192.0.2.1",
             65001,
             &["10.244.2.0/26", "10.244.3.0/26"],
-            "",
+            "graceful restart on;",
         ),
     );
     let yaml = twill_yaml(
@@ -458,18 +476,26 @@ fn twill_restart_keeps_forwarding_and_reconciles_the_kernel() {
     let mut twill = Twill::start(&t, &yaml);
     let ctx = || format!("{}\nroutes:\n{}", bird.context(), twill_routes(&t));
     wait_for(
-        "routes installed",
+        "routes installed both ways",
         SESSION_TIMEOUT,
         || {
             let r = twill_routes(&t);
-            r.contains("10.244.2.0/26 via 192.0.2.2") && r.contains("10.244.3.0/26 via 192.0.2.2")
+            r.contains("10.244.2.0/26 via 192.0.2.2")
+                && r.contains("10.244.3.0/26 via 192.0.2.2")
+                && route_of(&b, "10.244.1.0/26").contains("via 192.0.2.1")
         },
         ctx,
     );
-    // Crash: nothing removes our kernel routes.
+    // Crash: nothing removes our kernel routes, and no NOTIFICATION goes out.
     twill.guard.kill().unwrap();
     // While twill is down, BIRD stops announcing one route.
     bird.birdc(&["disable", "s2"]);
+    holds_for(
+        "BIRD keeps twill's route (stale) while twill is down",
+        Duration::from_secs(2),
+        || route_of(&b, "10.244.1.0/26").contains("via 192.0.2.1"),
+        ctx,
+    );
     let twill2 = Twill::start(&t, &yaml);
     let ctx2 = || {
         format!(
@@ -479,14 +505,19 @@ fn twill_restart_keeps_forwarding_and_reconciles_the_kernel() {
             twill2.guard.log_tail(30)
         )
     };
-    // Forwarding for the surviving route never stops; the stale one is removed once
-    // BIRD's table (End-of-RIB) is in.
+    // Forwarding never stops on either side; the stale route is removed from twill's
+    // kernel once BIRD's table (End-of-RIB) is in.
     let start = std::time::Instant::now();
     loop {
         let r = twill_routes(&t);
         assert!(
             r.contains("10.244.2.0/26 via 192.0.2.2"),
             "route lost during restart\n{}",
+            ctx2()
+        );
+        assert!(
+            route_of(&b, "10.244.1.0/26").contains("via 192.0.2.1"),
+            "BIRD dropped twill's route during the restart\n{}",
             ctx2()
         );
         if !r.contains("10.244.3.0/26") && bird.established("twill") {
@@ -499,4 +530,14 @@ fn twill_restart_keeps_forwarding_and_reconciles_the_kernel() {
         );
         std::thread::sleep(POLL);
     }
+    // twill told BIRD it restarted (R bit) with its forwarding state kept (F bit).
+    let proto = bird.birdc(&["show", "protocols", "all", "twill"]);
+    let neighbor = proto
+        .split("Neighbor capabilities")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        neighbor.contains("Restart recovery") && neighbor.contains("AF preserved: ipv4 ipv6"),
+        "{proto}"
+    );
 }

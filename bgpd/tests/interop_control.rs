@@ -1,35 +1,16 @@
 //! The control API of a standalone twill-bgpd peering with BIRD: ListPeers, ListRoutes
 //! (Loc-RIB, Adj-RIB-In/Out, prefix filter), Originate/Withdraw reaching BIRD, the Watch
-//! stream, and Prometheus metrics.
+//! stream, and the Prometheus metrics endpoint.
 
 mod support;
 
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use support::peers::{Bird, bird_conf};
 use support::*;
-use tokio::net::UnixStream;
-use tonic::transport::{Endpoint, Uri};
 use twill_proto::bgp as pb;
-use twill_proto::bgp::bgp_client::BgpClient;
 
-async fn client(path: std::path::PathBuf) -> BgpClient<tonic::transport::Channel> {
-    for _ in 0..300 {
-        let p = path.clone();
-        let ch = Endpoint::from_static("http://twill.invalid")
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let p = p.clone();
-                async move { UnixStream::connect(p).await.map(TokioIo::new) }
-            }))
-            .await;
-        if let Ok(ch) = ch {
-            return BgpClient::new(ch);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("API socket {} never answered", path.display());
-}
+use support::api_client as client;
 
 #[test]
 fn control_api_lists_peers_and_routes_and_originates() {
@@ -46,12 +27,13 @@ fn control_api_lists_peers_and_routes_and_originates() {
             "",
         ),
     );
-    let twill = Twill::start(
+    let twill = Twill::start_with(
         &t,
         "asn: 65001\nrouter_id: 192.0.2.1\nlisten: { address: 0.0.0.0, port: 179 }\n\
          originate: [10.244.1.0/26]\n\
          peers: [{ address: 192.0.2.2, asn: 65002, hold_time: 9, connect_retry: 1 }, \
                  { address: 192.0.2.9, asn: 65009, passive: true }]\n",
+        &["--metrics-listen", "127.0.0.1:9179"],
     );
     let ctx = || format!("{}\ntwill:\n{}", bird.context(), twill.guard.log_tail(30));
     wait_for(
@@ -181,5 +163,52 @@ fn control_api_lists_peers_and_routes_and_originates() {
                 .contains("10.244.50.0/26")
         },
         ctx,
+    );
+
+    // Prometheus metrics, scraped over HTTP inside twill's namespace: sessions by state,
+    // prefixes per peer, UPDATEs in and out (gauges refresh every second).
+    let scrape = || {
+        t.block_on(|| async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let Ok(mut s) = tokio::net::TcpStream::connect("127.0.0.1:9179").await else {
+                return String::new();
+            };
+            let _ = s
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await;
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body).await;
+            body
+        })
+        .unwrap_or_default()
+    };
+    wait_for(
+        "metrics show the sessions and prefixes",
+        SESSION_TIMEOUT,
+        || {
+            let m = scrape();
+            m.starts_with("HTTP/1.1 200")
+                && m.contains("twill_bgp_sessions{state=\"Established\"} 1")
+                && m.contains("twill_bgp_sessions{state=\"Active\"} 1")
+                && m.contains("twill_bgp_prefixes{peer=\"192.0.2.2\",kind=\"accepted\"} 2")
+                && m.contains("twill_bgp_prefixes{peer=\"192.0.2.2\",kind=\"advertised\"} 1")
+        },
+        scrape,
+    );
+    let m = scrape();
+    let count = |name: &str| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        count("twill_bgp_updates_total{direction=\"in\"}") >= 1,
+        "{m}"
+    );
+    assert!(
+        count("twill_bgp_updates_total{direction=\"out\"}") >= 2,
+        "{m}"
     );
 }

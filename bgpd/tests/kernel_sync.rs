@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use twill_bgpd::kernel::{
-    ChangeKind, KernelConfig, KernelError, KernelRoute, KernelSync, RouteChange,
+    ChangeKind, KernelConfig, KernelError, KernelRoute, KernelSync, NextHop, RouteChange,
 };
 use twill_harness::netns::{Netns, NsRuntime};
 
@@ -444,4 +444,66 @@ async fn metric_zero_is_refused_at_start() {
         KernelSync::start(cfg).await,
         Err(KernelError::Config(_))
     ));
+}
+
+#[tokio::test]
+async fn ipv6_link_local_next_hops_go_out_of_the_peers_interface() {
+    let node = Node::new("tw-k-ll");
+    let (sync, _) = node.start(KernelConfig::default()).await;
+    // The interface of the route to the peer, as `ip route get` reports it.
+    let oif = sync
+        .oif_for("fd00:1::2".parse().unwrap())
+        .await
+        .unwrap()
+        .expect("the peer is on-link");
+    let dev = node.ns.ip(&["-6", "route", "get", "fd00:1::2"]).unwrap();
+    let links = node.ns.ip(&["-o", "link", "show"]).unwrap();
+    let name = links
+        .lines()
+        .find(|l| l.starts_with(&format!("{oif}: ")))
+        .and_then(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .unwrap();
+    assert!(dev.contains(&format!("dev {name}")), "{dev} vs {name}");
+    assert_eq!(
+        sync.oif_for("203.0.113.9".parse().unwrap()).await.unwrap(),
+        None,
+        "no route, no interface"
+    );
+
+    let ll = NextHop::new("fe80::2".parse().unwrap(), Some(oif));
+    let global = NextHop::from("fd00:1::3".parse::<IpAddr>().unwrap());
+    let one = KernelRoute::new("fd00:10:244:7::/64".parse().unwrap(), vec![ll]);
+    let two = KernelRoute::new("fd00:10:244:8::/64".parse().unwrap(), vec![ll, global]);
+    sync.submit(vec![
+        RouteChange::Replace(one.clone()),
+        RouteChange::Replace(two.clone()),
+    ]);
+    sync.flush().await.unwrap();
+    let shown = node.routes(true, &["fd00:10:244:7::/64"]);
+    assert!(
+        shown.contains(&format!("via fe80::2 dev {name}")),
+        "{shown}"
+    );
+    let shown = node.routes(true, &["fd00:10:244:8::/64"]);
+    assert!(
+        shown.contains(&format!("nexthop via fe80::2 dev {name}"))
+            && shown.contains("nexthop via fd00:1::3"),
+        "{shown}"
+    );
+    // Read back exactly as installed, so a restart's reconcile keeps them.
+    assert_eq!(sorted(sync.routes().await.unwrap()), vec![one, two]);
+
+    // Without an interface the kernel could not use it: refused before sending.
+    sync.submit(vec![replace("fd00:10:244:9::/64", &["fe80::2"])]);
+    match sync.flush().await {
+        Err(KernelError::Rejected { failures, .. }) => {
+            assert_eq!(failures.len(), 1);
+            assert!(
+                failures[0].message.contains("needs an interface"),
+                "{failures:?}"
+            );
+        }
+        other => panic!("expected a rejected route, got {other:?}"),
+    }
 }

@@ -77,8 +77,8 @@ pub struct KernelConfig {
     /// Routing table (default: main, 254).
     #[serde(default)]
     pub table: Option<u32>,
-    /// Route protocol number marking Twill's routes (default 44, below the kernel's
-    /// reserved range and clear of BIRD/FRR's well-known numbers).
+    /// Route protocol number marking Twill's routes (default 82, `kernel::KernelConfig`'s:
+    /// clear of the numbers iproute2 names for BIRD, FRR and the kernel itself).
     #[serde(default)]
     pub protocol: Option<u8>,
 }

@@ -45,6 +45,12 @@ pub struct LocalSide {
     pub families: Vec<Family>,
     /// Restart time to advertise, `None` = no graceful-restart capability.
     pub graceful_restart: Option<u16>,
+    /// RFC 4724 R bit: this speaker has just restarted (it found its forwarding state,
+    /// kernel routes of a previous run, and has not resynchronised yet).
+    pub restarting: bool,
+    /// RFC 4724 F bit per family: forwarding survives our restart (kernel routes are
+    /// left in place when we stop), so peers may keep using our routes meanwhile.
+    pub forwarding_preserved: bool,
 }
 
 /// The peer's graceful-restart capability (RFC 4724 §3).
@@ -119,7 +125,7 @@ pub fn build_open(local: &LocalSide, restarting: bool) -> Open {
                 .iter()
                 .map(|f| {
                     let (afi, safi) = family_afi_safi(*f);
-                    (afi, safi, true)
+                    (afi, safi, local.forwarding_preserved)
                 })
                 .collect(),
         });

@@ -213,7 +213,7 @@ impl Fsm {
     }
 
     fn our_open(&self) -> Open {
-        build_open(&self.cfg.local, false)
+        build_open(&self.cfg.local, self.cfg.local.restarting)
     }
 
     fn adopt(&mut self, c: ConnId, incoming: bool, out: &mut Vec<Output>) {

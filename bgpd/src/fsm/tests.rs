@@ -16,6 +16,8 @@ fn cfg(passive: bool) -> FsmConfig {
             hold_time: 90,
             families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
             graceful_restart: Some(120),
+            restarting: false,
+            forwarding_preserved: true,
         },
         passive,
         connect_retry: Duration::from_secs(2),
@@ -387,4 +389,41 @@ fn families_are_the_intersection_and_plain_peers_get_ipv4() {
     let n = f.negotiated().unwrap();
     assert_eq!(n.families, vec![Family::Ipv4Unicast]);
     assert!(!n.four_octet_as);
+}
+
+#[test]
+fn restarting_speaker_sets_the_restart_bit_and_forwarding_flags_in_its_open() {
+    let gr = |local: LocalSide| {
+        let open = build_open(&local, local.restarting);
+        open.capabilities.into_iter().find_map(|c| match c {
+            Capability::GracefulRestart {
+                restarting,
+                restart_time,
+                families,
+            } => Some((restarting, restart_time, families)),
+            _ => None,
+        })
+    };
+    let fresh = gr(cfg(false).local).unwrap();
+    assert!(!fresh.0);
+    assert_eq!(fresh.1, 120);
+    assert!(fresh.2.iter().all(|(_, _, f)| *f), "{fresh:?}");
+    let restarted = gr(LocalSide {
+        restarting: true,
+        forwarding_preserved: false,
+        ..cfg(false).local
+    })
+    .unwrap();
+    assert!(restarted.0);
+    assert!(restarted.2.iter().all(|(_, _, f)| !*f), "{restarted:?}");
+    let mut f = Fsm::new(FsmConfig {
+        local: LocalSide {
+            restarting: true,
+            ..cfg(false).local
+        },
+        ..cfg(false)
+    });
+    f.process(Input::Start);
+    let out = f.process(Input::TcpConnected(C1));
+    assert!(out.iter().any(|o| matches!(o, Output::Send(_, Message::Open(o)) if o.capabilities.iter().any(|c| matches!(c, Capability::GracefulRestart { restarting: true, .. })))));
 }

@@ -63,14 +63,19 @@ mod tests {
     fn r(prefix: &str, nhs: &[&str]) -> KernelRoute {
         KernelRoute {
             prefix: prefix.parse().unwrap(),
-            nexthops: nhs.iter().map(|n| n.parse().unwrap()).collect(),
+            nexthops: nhs
+                .iter()
+                .map(|n| n.parse::<std::net::IpAddr>().unwrap().into())
+                .collect(),
         }
     }
 
     fn rep(prefix: &str, nhs: &[&str]) -> RouteChange {
         RouteChange::Replace(KernelRoute::new(
             prefix.parse().unwrap(),
-            nhs.iter().map(|n| n.parse().unwrap()).collect(),
+            nhs.iter()
+                .map(|n| n.parse::<std::net::IpAddr>().unwrap())
+                .collect(),
         ))
     }
 

@@ -18,7 +18,7 @@ use rtnetlink::packet_core::{
     NetlinkMessage, NetlinkPayload, Parseable,
 };
 
-use super::{KernelConfig, KernelRoute, RouteChange};
+use super::{KernelConfig, KernelRoute, NextHop, RouteChange, is_link_local};
 
 /// Size of `struct nlmsghdr`.
 pub(crate) const NLMSG_HDRLEN: usize = 16;
@@ -70,8 +70,15 @@ pub(crate) fn validate(change: &RouteChange) -> Result<(), String> {
         return Err("route has no next hop".to_owned());
     }
     let v4 = matches!(route.prefix, IpNet::V4(_));
-    if let Some(nh) = route.nexthops.iter().find(|nh| nh.is_ipv4() != v4) {
+    if let Some(nh) = route.nexthops.iter().find(|nh| nh.gateway.is_ipv4() != v4) {
         return Err(format!("next hop {nh} is of the other address family"));
+    }
+    if let Some(nh) = route
+        .nexthops
+        .iter()
+        .find(|nh| is_link_local(&nh.gateway) && nh.oif.is_none())
+    {
+        return Err(format!("link-local next hop {nh} needs an interface"));
     }
     Ok(())
 }
@@ -82,15 +89,21 @@ pub(crate) fn route_message(cfg: &KernelConfig, change: &RouteChange) -> RouteNe
         RouteChange::Replace(route) => {
             let mut msg = base(cfg, &route.prefix, RouteType::Unicast, RouteScope::Universe);
             match route.nexthops.as_slice() {
-                [one] => msg
-                    .attributes
-                    .push(RouteAttribute::Gateway(RouteAddress::from(*one))),
+                [one] => {
+                    msg.attributes
+                        .push(RouteAttribute::Gateway(RouteAddress::from(one.gateway)));
+                    if let Some(oif) = one.oif {
+                        msg.attributes.push(RouteAttribute::Oif(oif));
+                    }
+                }
                 many => {
                     let hops = many
                         .iter()
-                        .map(|gw| {
+                        .map(|nh| {
                             let mut hop = RouteNextHop::default();
-                            hop.attributes = vec![RouteAttribute::Gateway(RouteAddress::from(*gw))];
+                            hop.interface_index = nh.oif.unwrap_or(0);
+                            hop.attributes =
+                                vec![RouteAttribute::Gateway(RouteAddress::from(nh.gateway))];
                             hop
                         })
                         .collect();
@@ -151,6 +164,35 @@ pub(crate) fn dump_request(cfg: &KernelConfig, family: AddressFamily, seq: u32) 
         seq,
     );
     buf
+}
+
+/// `RTM_GETROUTE` for one address (what `ip route get ADDR` sends): the kernel answers with
+/// the route it would use, including its outgoing interface.
+pub(crate) fn route_get_request(addr: IpAddr, seq: u32) -> Vec<u8> {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = match addr {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    msg.header.destination_prefix_length = if addr.is_ipv4() { 32 } else { 128 };
+    msg.attributes = vec![RouteAttribute::Destination(RouteAddress::from(addr))];
+    let mut buf = Vec::new();
+    append(
+        &mut buf,
+        RouteNetlinkMessage::GetRoute(msg),
+        NLM_F_REQUEST,
+        seq,
+    );
+    buf
+}
+
+/// The outgoing interface of a `RTM_NEWROUTE` answer to [`route_get_request`].
+pub(crate) fn parse_oif(payload: &[u8]) -> Option<u32> {
+    let msg = RouteMessage::parse(payload).ok()?;
+    msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    })
 }
 
 /// One message of a received datagram.
@@ -234,18 +276,23 @@ pub(crate) fn parse_route(cfg: &KernelConfig, payload: &[u8]) -> Option<KernelRo
     let mut table = u32::from(h.table);
     let mut metric = 0;
     let mut dst = None;
+    let mut gateway = None;
+    let mut oif = None;
     let mut nexthops = Vec::new();
     for attr in &msg.attributes {
         match attr {
             RouteAttribute::Table(t) => table = *t,
             RouteAttribute::Priority(p) => metric = *p,
             RouteAttribute::Destination(a) => dst = address(a),
-            RouteAttribute::Gateway(a) => nexthops.extend(address(a)),
+            RouteAttribute::Gateway(a) => gateway = address(a),
+            RouteAttribute::Oif(i) => oif = Some(*i),
             RouteAttribute::MultiPath(hops) => {
                 for hop in hops {
                     for a in &hop.attributes {
                         if let RouteAttribute::Gateway(gw) = a {
-                            nexthops.extend(address(gw));
+                            nexthops.extend(
+                                address(gw).map(|g| NextHop::new(g, Some(hop.interface_index))),
+                            );
                         }
                     }
                 }
@@ -253,6 +300,7 @@ pub(crate) fn parse_route(cfg: &KernelConfig, payload: &[u8]) -> Option<KernelRo
             _ => {}
         }
     }
+    nexthops.extend(gateway.map(|g| NextHop::new(g, oif)));
     if table != cfg.table || metric != cfg.metric {
         return None;
     }
@@ -285,8 +333,12 @@ mod tests {
     fn route(prefix: &str, nhs: &[&str]) -> KernelRoute {
         KernelRoute::new(
             prefix.parse().unwrap(),
-            nhs.iter().map(|n| n.parse().unwrap()).collect(),
+            nhs.iter().map(|n| n.parse::<IpAddr>().unwrap()).collect(),
         )
+    }
+
+    fn via_dev(gw: &str, oif: u32) -> NextHop {
+        NextHop::new(gw.parse().unwrap(), Some(oif))
     }
 
     fn framed(change: &RouteChange, seq: u32) -> Vec<u8> {
@@ -345,6 +397,42 @@ mod tests {
                 .any(|a| matches!(a, RouteAttribute::Gateway(_)))
         );
         assert_eq!(parse_route(&cfg(), msg.payload), Some(r));
+    }
+
+    #[test]
+    fn link_local_next_hops_carry_their_interface_both_ways() {
+        // `ip -6 route replace fd00:244::/64 via fe80::2 dev #7`: RTA_GATEWAY + RTA_OIF.
+        let one = KernelRoute::new(
+            "fd00:244::/64".parse().unwrap(),
+            vec![via_dev("fe80::2", 7)],
+        );
+        let buf = framed(&RouteChange::Replace(one.clone()), 1);
+        let msg = messages(&buf).next().unwrap();
+        let parsed = RouteMessage::parse(msg.payload).unwrap();
+        assert!(parsed.attributes.contains(&RouteAttribute::Oif(7)));
+        assert_eq!(parse_route(&cfg(), msg.payload), Some(one));
+        // Multipath: each hop's rtnexthop names its own interface.
+        let two = KernelRoute::new(
+            "fd00:244::/64".parse().unwrap(),
+            vec![via_dev("fe80::2", 7), via_dev("fe80::2", 9)],
+        );
+        assert_eq!(
+            two.nexthops.len(),
+            2,
+            "same gateway on two links is two hops"
+        );
+        let buf = framed(&RouteChange::Replace(two.clone()), 2);
+        let msg = messages(&buf).next().unwrap();
+        assert_eq!(parse_route(&cfg(), msg.payload), Some(two));
+    }
+
+    #[test]
+    fn global_next_hops_drop_the_interface_the_kernel_reports() {
+        let r = KernelRoute::new(
+            "fd00:244::/64".parse().unwrap(),
+            vec![via_dev("fd00:1::2", 7)],
+        );
+        assert_eq!(r, route("fd00:244::/64", &["fd00:1::2"]));
     }
 
     #[test]
@@ -411,6 +499,8 @@ mod tests {
             .is_ok()
         );
         assert!(validate(&RouteChange::Delete("10.244.0.0/26".parse().unwrap())).is_ok());
+        let ll = validate(&RouteChange::Replace(route("fd00::/64", &["fe80::1"])));
+        assert!(ll.unwrap_err().contains("needs an interface"));
     }
 
     #[test]

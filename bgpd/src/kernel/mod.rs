@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! KernelConfig { protocol: 82, table: 254, metric: 20 }          (Default)
-//! KernelRoute { prefix: IpNet, nexthops: Vec<IpAddr> }            (>1 next hop = ECMP)
+//! KernelRoute { prefix: IpNet, nexthops: Vec<NextHop> }           (>1 next hop = ECMP)
+//! NextHop { gateway: IpAddr, oif: Option<u32> }   // From<IpAddr>; oif only for link-local
 //!   KernelRoute::new(prefix, nexthops)    // normalised: host bits cleared, hops sorted+deduped
 //! RouteChange::{Replace(KernelRoute), Delete(IpNet)}
 //!
@@ -18,6 +19,8 @@
 //! sync.reconcile(desired).await? -> ReconcileReport { found, kept, replaced, deleted, failures }
 //!                            // dump ours, diff (pure `diff::diff`), apply; stale ones deleted
 //! sync.routes().await?       // our routes as the kernel has them now
+//! sync.oif_for(peer).await?  // the interface the kernel reaches `peer` through (for
+//!                            // IPv6 link-local next hops learned from that peer)
 //! sync.stats()               // KernelStats { replaced, deleted, failed, batches } counters
 //! ```
 //!
@@ -51,8 +54,9 @@
 //! - `Delete` of a route already gone is success. A route the kernel refuses (unreachable
 //!   next hop, ...) is reported in `flush`/`reconcile` with the kernel's reason, and does not
 //!   stop the rest of the batch.
-//! - IPv4 and IPv6; a next hop must be of the prefix's family (RFC 5549 is not supported),
-//!   and IPv6 link-local next hops need an interface, which `KernelRoute` does not carry.
+//! - IPv4 and IPv6; a next hop must be of the prefix's family (RFC 5549 is not supported).
+//!   An IPv6 link-local next hop (RFC 2545) names its interface (`NextHop::oif`); any other
+//!   next hop is resolved by the kernel, so its `oif` is dropped when normalised.
 //!
 //! Never: flush routes at start, touch routes of other protocols, metrics or tables, or
 //! block an async executor (the socket lives on the worker thread).
@@ -64,7 +68,7 @@ mod worker;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
@@ -92,23 +96,76 @@ impl Default for KernelConfig {
     }
 }
 
+/// One next hop of a kernel route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NextHop {
+    pub gateway: IpAddr,
+    /// The outgoing interface (ifindex). Needed, and kept, only for IPv6 link-local
+    /// gateways: the same `fe80::` address can exist on every link.
+    pub oif: Option<u32>,
+}
+
+impl NextHop {
+    /// A next hop through `oif` when `gateway` is IPv6 link-local; otherwise the kernel
+    /// resolves the interface and `oif` is dropped.
+    pub fn new(gateway: IpAddr, oif: Option<u32>) -> Self {
+        Self {
+            gateway,
+            oif: oif.filter(|_| is_link_local(&gateway)),
+        }
+    }
+}
+
+impl From<IpAddr> for NextHop {
+    fn from(gateway: IpAddr) -> Self {
+        Self { gateway, oif: None }
+    }
+}
+
+impl std::fmt::Display for NextHop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.oif {
+            Some(i) => write!(f, "{} dev #{i}", self.gateway),
+            None => write!(f, "{}", self.gateway),
+        }
+    }
+}
+
+/// An IPv6 link-local address (fe80::/10), usable as a next hop only with an interface.
+pub fn is_link_local(a: &IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+}
+
 /// A route as bgpd wants it in the kernel: several next hops make one ECMP multipath route.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KernelRoute {
     pub prefix: IpNet,
-    pub nexthops: Vec<IpAddr>,
+    pub nexthops: Vec<NextHop>,
 }
 
 impl KernelRoute {
     /// A normalised route: host bits of the prefix cleared, next hops sorted and deduplicated
-    /// (the kernel keeps no order among multipath next hops we could rely on).
-    pub fn new(prefix: IpNet, mut nexthops: Vec<IpAddr>) -> Self {
+    /// (the kernel keeps no order among multipath next hops we could rely on), `oif` kept
+    /// only on link-local next hops.
+    pub fn new<H: Into<NextHop>>(prefix: IpNet, nexthops: Vec<H>) -> Self {
+        let mut nexthops: Vec<NextHop> = nexthops
+            .into_iter()
+            .map(|h| {
+                let h = h.into();
+                NextHop::new(h.gateway, h.oif)
+            })
+            .collect();
         nexthops.sort();
         nexthops.dedup();
         Self {
             prefix: prefix.trunc(),
             nexthops,
         }
+    }
+
+    /// The gateways of the route, without interfaces.
+    pub fn gateways(&self) -> Vec<IpAddr> {
+        self.nexthops.iter().map(|h| h.gateway).collect()
     }
 }
 
@@ -186,6 +243,10 @@ struct Stats {
     deleted: AtomicU64,
     failed: AtomicU64,
     batches: AtomicU64,
+    /// Changes submitted and not yet taken up by the worker.
+    backlog: AtomicUsize,
+    /// Signalled whenever the worker takes up the queued changes.
+    applied: tokio::sync::Notify,
 }
 
 /// Kernel sync failures.
@@ -257,8 +318,14 @@ impl KernelSync {
     }
 
     /// Queues changes; never blocks. Later changes to a prefix supersede earlier ones.
+    /// A caller producing changes faster than the kernel takes them should pace itself
+    /// with [`backlog`](Self::backlog) and [`applied`](Self::applied) rather than queue
+    /// them all here (each queued change holds its route until applied).
     pub fn submit(&self, changes: Vec<RouteChange>) {
         if !changes.is_empty() {
+            self.stats
+                .backlog
+                .fetch_add(changes.len(), Ordering::Relaxed);
             // The worker only goes away with every handle, so this cannot fail while `self` lives
             // (unless the worker thread panicked; `flush` then reports `Closed`).
             let _ = self.tx.send(worker::Command::Submit(changes));
@@ -295,6 +362,30 @@ impl KernelSync {
             .send(worker::Command::Routes(reply))
             .map_err(|_| KernelError::Closed)?;
         rx.await.map_err(|_| KernelError::Closed)?
+    }
+
+    /// The interface index the kernel's main-table lookup reaches `addr` through (what
+    /// `ip route get ADDR` prints as `dev`), `None` when unreachable. Link-local next hops
+    /// learned from a peer use the interface of the route to that peer.
+    pub async fn oif_for(&self, addr: IpAddr) -> Result<Option<u32>, KernelError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(worker::Command::Oif(addr, reply))
+            .map_err(|_| KernelError::Closed)?;
+        rx.await.map_err(|_| KernelError::Closed)?
+    }
+
+    /// Changes submitted and not yet taken up by the worker (at most one more round is
+    /// being applied meanwhile).
+    pub fn backlog(&self) -> usize {
+        self.stats.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when the worker next takes up queued changes (or at once if it did since
+    /// the last call): wait on it when [`backlog`](Self::backlog) is high, then submit
+    /// more; they are applied right after the round in progress.
+    pub async fn applied(&self) {
+        self.stats.applied.notified().await;
     }
 
     /// Counters since start.

@@ -220,6 +220,33 @@ impl RouteSocket {
         }
     }
 
+    /// The outgoing interface of the kernel's route to `addr` (`ip route get`), `None` when
+    /// there is no route.
+    pub(crate) fn oif_for(&mut self, addr: std::net::IpAddr) -> io::Result<Option<u32>> {
+        self.drain_stale();
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        self.sock.send(&message::route_get_request(addr, seq), 0)?;
+        loop {
+            self.rx.clear();
+            self.sock.recv(&mut self.rx, 0)?;
+            for msg in message::messages(&self.rx) {
+                if msg.seq != seq {
+                    continue;
+                }
+                match msg.kind {
+                    RTM_NEWROUTE => return Ok(message::parse_oif(msg.payload)),
+                    NLMSG_ERROR => match parse_error(&msg).0 {
+                        0 => {}
+                        libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENOENT => return Ok(None),
+                        e => return Err(io::Error::from_raw_os_error(e)),
+                    },
+                    _ => {}
+                }
+            }
+        }
+    }
+
     /// All routes of ours (table, protocol, metric; unicast) in both families.
     pub(crate) fn dump(&mut self) -> io::Result<Vec<KernelRoute>> {
         let mut routes = Vec::new();
@@ -324,7 +351,7 @@ mod tests {
                     .unwrap();
                 RouteChange::Replace(KernelRoute::new(
                     prefix,
-                    vec!["203.0.113.1".parse().unwrap()],
+                    vec!["203.0.113.1".parse::<std::net::IpAddr>().unwrap()],
                 ))
             })
             .collect()
@@ -343,7 +370,7 @@ mod tests {
                 let mut changes = bad_routes(1500);
                 let good = KernelRoute::new(
                     "10.244.100.0/24".parse().unwrap(),
-                    vec!["192.0.2.2".parse().unwrap()],
+                    vec!["192.0.2.2".parse::<std::net::IpAddr>().unwrap()],
                 );
                 changes.push(RouteChange::Replace(good));
                 let failures = sock.apply(&changes).unwrap();

@@ -34,6 +34,10 @@ pub(crate) enum Command {
         oneshot::Sender<Result<ReconcileReport, KernelError>>,
     ),
     Routes(oneshot::Sender<Result<Vec<KernelRoute>, KernelError>>),
+    Oif(
+        std::net::IpAddr,
+        oneshot::Sender<Result<Option<u32>, KernelError>>,
+    ),
 }
 
 pub(crate) struct Worker {
@@ -43,6 +47,8 @@ pub(crate) struct Worker {
     failures: Vec<RouteFailure>,
     dropped_failures: usize,
     socket_error: Option<io::Error>,
+    /// Changes received this round (taken off the backlog once the round starts).
+    received: usize,
 }
 
 impl Worker {
@@ -54,6 +60,7 @@ impl Worker {
             failures: Vec::new(),
             dropped_failures: 0,
             socket_error: None,
+            received: 0,
         }
     }
 
@@ -72,6 +79,11 @@ impl Worker {
             while let Ok(cmd) = rx.try_recv() {
                 self.handle(cmd);
             }
+            // Taken up: the submitter may queue the next batch while this one is applied,
+            // so the socket never waits for it.
+            let taken = std::mem::take(&mut self.received);
+            self.stats.backlog.fetch_sub(taken, Ordering::Relaxed);
+            self.stats.applied.notify_one();
             self.apply_pending();
         }
     }
@@ -79,6 +91,7 @@ impl Worker {
     fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Submit(changes) => {
+                self.received += changes.len();
                 for change in changes {
                     let change = change.normalised();
                     self.pending.insert(change.prefix(), change);
@@ -95,6 +108,16 @@ impl Worker {
             Command::Routes(reply) => {
                 self.apply_pending();
                 let _ = reply.send(self.dump());
+            }
+            Command::Oif(addr, reply) => {
+                let r = self
+                    .sock
+                    .oif_for(addr)
+                    .map_err(|source| KernelError::Netlink {
+                        op: "route lookup",
+                        source,
+                    });
+                let _ = reply.send(r);
             }
         }
     }

@@ -9,7 +9,7 @@ use crate::packet::PathAttributes;
 
 #[derive(Debug, Default)]
 pub struct AdjRibOut {
-    sent: HashMap<IpNet, Arc<PathAttributes>>,
+    sent: HashMap<IpNet, Arc<PathAttributes>, foldhash::fast::RandomState>,
 }
 
 impl AdjRibOut {

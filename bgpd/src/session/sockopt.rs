@@ -119,6 +119,17 @@ pub fn set_md5_key(
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &sig)
 }
 
+/// Sends with TTL (hop limit) 255, as GTSM peers expect, without filtering what arrives.
+/// For a listening socket: the SYN-ACKs it sends, and the sockets it accepts, inherit it
+/// (an IPv6 socket also gets the IPv4 TTL, for IPv4-mapped peers).
+pub fn set_max_ttl(fd: &impl AsRawFd, is_v6: bool) -> io::Result<()> {
+    let ttl: libc::c_int = 255;
+    if is_v6 {
+        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &ttl)?;
+    }
+    setsockopt(fd, libc::IPPROTO_IP, libc::IP_TTL, &ttl)
+}
+
 /// GTSM (RFC 5082): send with TTL 255 and drop segments that arrive with a TTL below
 /// `256 - hops`, so only a neighbour `hops` away can reach the session.
 pub fn set_ttl_security(fd: &impl AsRawFd, is_v6: bool, hops: u8) -> io::Result<()> {

@@ -30,9 +30,9 @@ pub(super) struct ExportCtx {
     pub cluster_id: Option<Ipv4Addr>,
 }
 
-/// Outbound attributes per (best path's attributes, its source, its next hop): prefixes
-/// that share them share one `Arc`, so they pack into the same UPDATEs.
-type Cache = HashMap<(usize, Option<IpAddr>, IpAddr), Option<Arc<PathAttributes>>>;
+/// Outbound attributes per best path (a `Path` is shared by the prefixes of one UPDATE):
+/// prefixes that share them share one `Arc`, so they pack into the same UPDATEs.
+type Cache = HashMap<usize, Option<Arc<PathAttributes>>, foldhash::fast::RandomState>;
 
 /// Brings the peer's Adj-RIB-Out in line with the RIB for `prefixes`; returns the UPDATEs
 /// to send, if anything changed.
@@ -46,19 +46,32 @@ pub(super) fn export(
     let cxt = DecodeCxt {
         four_octet_as: live.negotiated.four_octet_as,
     };
-    let mut cache = Cache::new();
+    let mut cache = Cache::default();
     let mut groups: HashMap<usize, (Arc<PathAttributes>, Vec<IpNet>)> = HashMap::new();
     let mut withdraw = Vec::new();
+    // The prefixes of one UPDATE come in a row with the same best path: remember the last.
+    let mut last: Option<(usize, Option<Arc<PathAttributes>>)> = None;
     for n in prefixes {
-        let out = rib
-            .get(n)
-            .and_then(|d| d.best())
+        let best = rib.get(n).and_then(|d| d.best_shared());
+        let out = best
             .and_then(|b| {
-                let key = (Arc::as_ptr(&b.attrs) as usize, b.source.addr, b.next_hop);
-                cache
+                // Split horizon, the common case when the only peer is the sender: no
+                // lookups at all.
+                if b.source.addr == Some(peer.cfg.address) {
+                    return None;
+                }
+                let key = Arc::as_ptr(b) as usize;
+                if let Some((k, a)) = &last
+                    && *k == key
+                {
+                    return a.clone();
+                }
+                let a = cache
                     .entry(key)
                     .or_insert_with(|| outbound(ctx, peer, b, n))
-                    .clone()
+                    .clone();
+                last = Some((key, a.clone()));
+                a
             })
             .filter(|_| eligible_prefix(peer, n));
         match out {
@@ -72,7 +85,7 @@ pub(super) fn export(
                 }
             }
             None => {
-                if peer.out.withdraw(n) {
+                if !peer.out.is_empty() && peer.out.withdraw(n) {
                     withdraw.push(*n);
                 }
             }
@@ -150,7 +163,11 @@ fn outbound(ctx: &ExportCtx, peer: &Peer, best: &Path, n: &IpNet) -> Option<Arc<
             }
         }
     }
-    let next_hop_self = peer_ebgp || peer.cfg.next_hop_self || best.source.is_local();
+    // A link-local next hop (RFC 2545) means nothing beyond the link it was learned on.
+    let next_hop_self = peer_ebgp
+        || peer.cfg.next_hop_self
+        || best.source.is_local()
+        || crate::kernel::is_link_local(&best.next_hop);
     let next_hop = if next_hop_self {
         live.local_addr
     } else {

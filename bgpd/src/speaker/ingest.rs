@@ -1,6 +1,6 @@
 //! Received UPDATEs into the RIB: loop checks, import policy, max-prefix, End-of-RIB.
-//! The hot path of ingest: one `Arc` of attributes per UPDATE, one hash operation per
-//! prefix, nothing else allocated per prefix.
+//! The hot path of ingest: one shared `Path` per UPDATE and next hop, one hash operation
+//! per prefix, nothing allocated per prefix.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use ipnet::IpNet;
 
 use super::owner::Owner;
 use crate::config::Family;
+use crate::kernel::is_link_local;
 use crate::packet::{Afi, Notification, PathAttributes, Safi, Update};
 use crate::policy::{self, Action, Direction};
 use crate::rib::Path;
@@ -28,10 +29,6 @@ fn end_of_rib(u: &Update) -> Option<Family> {
         },
         _ => None,
     }
-}
-
-fn is_link_local(a: &IpAddr) -> bool {
-    matches!(a, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
 }
 
 impl Owner {
@@ -94,13 +91,35 @@ impl Owner {
             Some(ll) if m.next_hop.is_unspecified() || is_link_local(&m.next_hop) => IpAddr::V6(ll),
             _ => m.next_hop,
         });
-        let announced = u.nlri.iter().filter_map(|n| v4_hop.map(|h| (n, h))).chain(
-            mp_reach
-                .iter()
-                .flat_map(|m| m.nlri.iter())
-                .filter_map(|n| mp_hop.map(|h| (n, h))),
-        );
-        for (n, next_hop) in announced {
+        // One shared path per next hop of the UPDATE, however many prefixes it carries.
+        let path = |next_hop| {
+            Arc::new(Path {
+                source: source.clone(),
+                attrs: attrs.clone(),
+                next_hop,
+                stale: false,
+            })
+        };
+        let v4_path = v4_hop.filter(|_| !u.nlri.is_empty()).map(path);
+        let mp_path = mp_hop.map(path);
+        // Every prefix gets its own reference to the shared path. Taking them all up
+        // front, back to back, keeps the reference-count updates (locked instructions,
+        // which wait for every pending store) out of the loop of hash-table inserts
+        // below, whose stores to a table far bigger than the cache then overlap.
+        let mp_nlri: &[IpNet] = mp_reach.as_ref().map_or(&[], |m| &m.nlri);
+        let refs = |p: &Option<Arc<Path>>, n: usize| match p {
+            Some(p) if n > 0 => vec![p.clone(); n],
+            _ => Vec::new(),
+        };
+        let v4_refs = refs(&v4_path, u.nlri.len());
+        let mp_refs = refs(&mp_path, mp_nlri.len());
+        drop((v4_path, mp_path));
+        let announced = u
+            .nlri
+            .iter()
+            .zip(v4_refs)
+            .chain(mp_nlri.iter().zip(mp_refs));
+        for (n, path) in announced {
             let reject =
                 looped || policy::evaluate(&peer.import, Direction::Import, n) == Action::Reject;
             if reject {
@@ -113,15 +132,7 @@ impl Owner {
                 peer.rejected.insert(*n);
                 continue;
             }
-            let up = self.rib.update(
-                *n,
-                Path {
-                    source: source.clone(),
-                    attrs: attrs.clone(),
-                    next_hop,
-                    stale: false,
-                },
-            );
+            let up = self.rib.update(*n, path);
             if up.added {
                 peer.accepted += 1;
             }
@@ -140,11 +151,14 @@ impl Owner {
             peer.shut = true;
             peer.last_error = Some(format!("maximum prefixes ({limit}) exceeded"));
             self.metrics.error("max_prefixes");
+            // RFC 4486 §4: the family whose prefixes went over the limit.
+            let (afi, safi) = match &mp_reach {
+                Some(m) if u.nlri.is_empty() => (m.afi, m.safi),
+                _ => (Afi::Ipv4, Safi::Unicast),
+            };
             peer.session
                 .send(SessionCmd::Stop(Notification::max_prefixes(
-                    Afi::Ipv4,
-                    Safi::Unicast,
-                    limit,
+                    afi, safi, limit,
                 )));
         }
         changed

@@ -17,7 +17,10 @@
 
 mod export;
 mod ingest;
+mod kernel_feed;
 mod owner;
+mod policy_change;
+mod status;
 mod types;
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! The owner task: the only code that mutates peers, the RIB and the Adj-RIBs-Out. It
 //! reacts to commands, session events and a one-second tick; it never awaits I/O.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,11 +12,12 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use super::export::{self, ExportCtx};
-use super::types::{Event, PeerStatus, RouteEntry, RouteQuery, RouteTable, SpeakerStats};
-use super::{Command, SpeakerConfig, same_family};
+use super::kernel_feed::{applied, kernel_route};
+use super::types::{Event, SpeakerStats};
+use super::{Command, SpeakerConfig};
 use crate::config::{Family, PeerConfig};
 use crate::fsm::{DownReason, FsmConfig, LocalSide, Negotiated, State, cease};
-use crate::kernel::{KernelRoute, KernelSync, RouteChange};
+use crate::kernel::{KernelRoute, KernelSync};
 use crate::metrics::Metrics;
 use crate::packet::{Notification, Origin, PathAttributes};
 use crate::policy::Filter;
@@ -30,6 +31,16 @@ pub(super) struct Live {
     pub source: Arc<Source>,
     /// Families whose End-of-RIB has not arrived yet.
     pub eor_pending: HashSet<Family>,
+    /// The interface the peer is reached through, for IPv6 link-local next hops it sends
+    /// (resolved from the kernel once the session is up; `None` until then or without
+    /// kernel install).
+    pub oif: Option<u32>,
+}
+
+/// Results of work the owner hands off (it never awaits I/O itself).
+pub(super) enum Aux {
+    /// The interface to a peer, for its link-local next hops.
+    Oif { key: SessionKey, oif: Option<u32> },
 }
 
 pub(super) struct Peer {
@@ -40,7 +51,7 @@ pub(super) struct Peer {
     pub live: Option<Live>,
     pub out: AdjRibOut,
     pub accepted: u64,
-    pub rejected: HashSet<IpNet>,
+    pub rejected: HashSet<IpNet, foldhash::fast::RandomState>,
     pub last_error: Option<String>,
     /// Graceful-restart helper: stale paths are dropped at this time.
     pub stale_until: Option<Instant>,
@@ -60,21 +71,28 @@ pub(super) struct Owner {
     pub asn: u32,
     pub router_id: Ipv4Addr,
     pub cluster_id: Option<Ipv4Addr>,
-    listener: Option<Arc<TcpListener>>,
-    kernel: Option<KernelSync>,
+    pub(super) listener: Option<Arc<TcpListener>>,
+    pub(super) kernel: Option<KernelSync>,
+    /// Prefixes whose kernel route is to be recomputed and handed to kernel sync, paced
+    /// by its backlog: the routes are built from the RIB when sent, so a prefix that
+    /// changes many times while the kernel is busy costs one entry here, not one queued
+    /// route per change.
+    pub(super) kernel_queue: VecDeque<IpNet>,
     /// Routes of ours found in the kernel at start, until reconciled.
-    kernel_existing: Option<Vec<KernelRoute>>,
-    started: Instant,
-    events: broadcast::Sender<Event>,
+    pub(super) kernel_existing: Option<Vec<KernelRoute>>,
+    pub(super) started: Instant,
+    pub(super) events: broadcast::Sender<Event>,
     pub metrics: Arc<Metrics>,
     pub rib: Rib,
     pub peers: HashMap<IpAddr, Peer>,
-    filters: BTreeMap<String, Filter>,
-    local_source: Arc<Source>,
-    local_attrs: Arc<PathAttributes>,
-    epoch: u64,
+    pub(super) filters: BTreeMap<String, Filter>,
+    pub(super) local_source: Arc<Source>,
+    pub(super) local_attrs: Arc<PathAttributes>,
+    pub(super) epoch: u64,
     ev_tx: mpsc::Sender<SessionEvent>,
     ev_rx: Option<mpsc::Receiver<SessionEvent>>,
+    aux_tx: mpsc::UnboundedSender<Aux>,
+    aux_rx: Option<mpsc::UnboundedReceiver<Aux>>,
     pub stats: SpeakerStats,
 }
 
@@ -87,6 +105,7 @@ impl Owner {
         metrics: Arc<Metrics>,
     ) -> Self {
         let (ev_tx, ev_rx) = mpsc::channel(128);
+        let (aux_tx, aux_rx) = mpsc::unbounded_channel();
         let (kernel, existing) = match kernel {
             Some((k, e)) => (Some(k), (!e.is_empty()).then_some(e)),
             None => (None, None),
@@ -97,6 +116,7 @@ impl Owner {
             cluster_id: cfg.cluster_id,
             listener,
             kernel,
+            kernel_queue: VecDeque::new(),
             kernel_existing: existing,
             started: Instant::now(),
             events,
@@ -118,6 +138,8 @@ impl Owner {
             epoch: 0,
             ev_tx,
             ev_rx: Some(ev_rx),
+            aux_tx,
+            aux_rx: Some(aux_rx),
             stats: SpeakerStats::default(),
         };
         o.originate(cfg.originate);
@@ -126,13 +148,16 @@ impl Owner {
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
-        let Some(mut ev_rx) = self.ev_rx.take() else {
+        let (Some(mut ev_rx), Some(mut aux_rx)) = (self.ev_rx.take(), self.aux_rx.take()) else {
             return;
         };
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let kernel = self.kernel.clone();
         loop {
+            let kernel_waiting = !self.kernel_queue.is_empty();
             tokio::select! {
+                () = applied(&kernel), if kernel_waiting => self.feed_kernel(false),
                 cmd = rx.recv() => match cmd {
                     None => return,
                     Some(Command::Shutdown(done)) => {
@@ -143,12 +168,13 @@ impl Owner {
                     Some(c) => self.command(c),
                 },
                 Some(ev) = ev_rx.recv() => self.session_event(ev),
+                Some(aux) = aux_rx.recv() => self.aux(aux),
                 _ = tick.tick() => self.tick(),
             }
         }
     }
 
-    fn export_ctx(&self) -> ExportCtx {
+    pub(super) fn export_ctx(&self) -> ExportCtx {
         ExportCtx {
             asn: self.asn,
             cluster_id: self.cluster_id,
@@ -190,6 +216,7 @@ impl Owner {
                     let _ = reply.send(());
                 }
                 Some(k) => {
+                    self.feed_kernel(true);
                     tokio::spawn(async move {
                         if let Err(e) = k.flush().await {
                             tracing::warn!(error = %e, "kernel refused routes");
@@ -247,7 +274,7 @@ impl Owner {
         self.propagate(&changed);
     }
 
-    fn resolve(&self, names: &[String]) -> Vec<Filter> {
+    pub(super) fn resolve(&self, names: &[String]) -> Vec<Filter> {
         names
             .iter()
             .filter_map(|n| self.filters.get(n).cloned())
@@ -269,21 +296,25 @@ impl Owner {
             self.remove_peer(a, cease::PEER_DECONFIGURED);
         }
         for (addr, cfg) in wanted {
-            let same = self.peers.get(&addr).is_some_and(|p| {
-                p.cfg == cfg
-                    && !(filters_changed && (!cfg.import.is_empty() || !cfg.export.is_empty()))
-            });
-            if same {
+            let Some(p) = self.peers.get(&addr) else {
+                self.add_peer(cfg);
+                continue;
+            };
+            let uses_filters = !cfg.import.is_empty() || !cfg.export.is_empty();
+            if p.cfg == cfg && !(filters_changed && uses_filters) {
                 continue;
             }
-            if self.peers.contains_key(&addr) {
-                self.remove_peer(addr, cease::OTHER_CONFIG_CHANGE);
+            if same_session(&p.cfg, &cfg) {
+                // Only policy changed: the session stays (route refresh / re-export).
+                self.change_policy(addr, cfg);
+                continue;
             }
+            self.remove_peer(addr, cease::OTHER_CONFIG_CHANGE);
             self.add_peer(cfg);
         }
     }
 
-    fn add_peer(&mut self, cfg: PeerConfig) {
+    pub(super) fn add_peer(&mut self, cfg: PeerConfig) {
         self.epoch += 1;
         let key = SessionKey {
             peer: cfg.address,
@@ -300,6 +331,13 @@ impl Owner {
             {
                 tracing::warn!(peer = %cfg.address, error = %e, "TCP-MD5 key on the listener");
             }
+            // GTSM: a peer that connects to us drops our SYN-ACK unless it has TTL 255.
+            // (Incoming TTLs are checked per peer, on the accepted socket.)
+            if cfg.ttl_security.is_some()
+                && let Err(e) = sockopt::set_max_ttl(l.as_ref(), v6)
+            {
+                tracing::warn!(error = %e, "TTL 255 on the listener for GTSM");
+            }
         }
         let fsm = FsmConfig {
             local: LocalSide {
@@ -312,6 +350,9 @@ impl Owner {
                     .graceful_restart
                     .enabled
                     .then_some(cfg.graceful_restart.restart_time),
+                // Routes of a previous run in the kernel: we restarted and kept forwarding.
+                restarting: self.kernel_existing.is_some(),
+                forwarding_preserved: self.kernel.is_some(),
             },
             passive: cfg.passive,
             connect_retry: Duration::from_secs(u64::from(cfg.connect_retry.unwrap_or(5).max(1))),
@@ -328,7 +369,7 @@ impl Owner {
             live: None,
             out: AdjRibOut::default(),
             accepted: 0,
-            rejected: HashSet::new(),
+            rejected: HashSet::default(),
             last_error: None,
             stale_until: None,
             shut: false,
@@ -336,7 +377,7 @@ impl Owner {
         self.peers.insert(peer.cfg.address, peer);
     }
 
-    fn remove_peer(&mut self, addr: IpAddr, subcode: u8) {
+    pub(super) fn remove_peer(&mut self, addr: IpAddr, subcode: u8) {
         if let Some(p) = self.peers.remove(&addr) {
             p.session.send(SessionCmd::Stop(Notification {
                 code: crate::fsm::code::CEASE,
@@ -403,8 +444,51 @@ impl Owner {
         }
     }
 
+    fn aux(&mut self, aux: Aux) {
+        match aux {
+            Aux::Oif { key, oif } => {
+                let Some(p) = self.peers.get_mut(&key.peer) else {
+                    return;
+                };
+                if p.session.key != key {
+                    return;
+                }
+                let Some(live) = p.live.as_mut() else { return };
+                live.oif = oif;
+                // Routes through this peer's link-local next hops can go to the kernel now.
+                let via_ll: Vec<IpNet> = self
+                    .rib
+                    .iter()
+                    .filter(|(_, d)| {
+                        d.paths().iter().any(|p| {
+                            p.source.addr == Some(key.peer)
+                                && crate::kernel::is_link_local(&p.next_hop)
+                        })
+                    })
+                    .map(|(n, _)| n)
+                    .collect();
+                self.propagate(&via_ll);
+            }
+        }
+    }
+
     fn established(&mut self, addr: IpAddr, negotiated: Negotiated, local_addr: IpAddr) {
         let (asn, cluster) = (self.asn, self.cluster_id);
+        if let Some(k) = self.kernel.clone()
+            && let Some(key) = self.peers.get(&addr).map(|p| p.session.key)
+        {
+            let tx = self.aux_tx.clone();
+            tokio::spawn(async move {
+                let oif = match k.oif_for(addr).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::warn!(peer = %addr, error = %e, "no interface for the peer");
+                        None
+                    }
+                };
+                let _ = tx.send(Aux::Oif { key, oif });
+            });
+        }
         let Some(p) = self.peers.get_mut(&addr) else {
             return;
         };
@@ -421,6 +505,7 @@ impl Owner {
             local_addr,
             source,
             eor_pending,
+            oif: None,
         });
         p.out.clear();
         self.send_full_table(addr);
@@ -487,7 +572,9 @@ impl Owner {
                     changed.push(*n);
                 }
             }
-            p.rejected.remove(n);
+            if !p.rejected.is_empty() {
+                p.rejected.remove(n);
+            }
         }
         changed
     }
@@ -508,10 +595,11 @@ impl Owner {
             return;
         };
         p.out.clear();
-        let all: Vec<IpNet> = self.rib.iter().map(|(n, _)| *n).collect();
+        let all: Vec<IpNet> = self.rib.iter().map(|(n, _)| n).collect();
         let mut sent = 0;
         if let Some(bytes) = export::export(&ctx, &self.rib, p, &all) {
             sent += 1;
+            self.metrics.update_out();
             p.session.send(SessionCmd::Send(bytes));
         }
         if let Some(eor) = export::end_of_rib(p) {
@@ -525,20 +613,14 @@ impl Owner {
         if changed.is_empty() {
             return;
         }
-        if let Some(k) = &self.kernel {
-            let changes = changed
-                .iter()
-                .map(|n| match kernel_route(&self.rib, n) {
-                    Some(r) => RouteChange::Replace(r),
-                    None => RouteChange::Delete(*n),
-                })
-                .collect();
-            k.submit(changes);
+        if self.kernel.is_some() {
+            self.kernel_queue.extend(changed.iter().copied());
+            self.feed_kernel(false);
         }
         if self.events.receiver_count() > 0 {
             for n in changed {
-                let next_hops = kernel_route(&self.rib, n)
-                    .map(|r| r.nexthops)
+                let next_hops = kernel_route(&self.rib, &self.peers, n)
+                    .map(|r| r.gateways())
                     .unwrap_or_default();
                 let _ = self.events.send(Event::Route {
                     prefix: *n,
@@ -583,35 +665,6 @@ impl Owner {
         }));
     }
 
-    /// Routes found in the kernel at start stay until every peer has sent its table (or
-    /// two minutes passed); then the kernel is made to match the RIB (RFC 4724's
-    /// restarting-speaker behaviour: forwarding survives our restart).
-    fn maybe_reconcile_kernel(&mut self) {
-        if self.kernel_existing.is_none() {
-            return;
-        }
-        let all_synced = self
-            .peers
-            .values()
-            .all(|p| p.live.as_ref().is_some_and(|l| l.eor_pending.is_empty()));
-        if !all_synced && self.started.elapsed() < Duration::from_secs(120) {
-            return;
-        }
-        self.kernel_existing = None;
-        let Some(k) = self.kernel.clone() else { return };
-        let desired: Vec<KernelRoute> = self
-            .rib
-            .iter()
-            .filter_map(|(n, _)| kernel_route(&self.rib, n))
-            .collect();
-        tokio::spawn(async move {
-            match k.reconcile(desired).await {
-                Ok(r) => tracing::info!(report = ?r, "kernel reconciled"),
-                Err(e) => tracing::warn!(error = %e, "kernel reconcile"),
-            }
-        });
-    }
-
     async fn shutdown(&mut self) {
         for p in self.peers.values() {
             p.session.send(SessionCmd::Stop(Notification {
@@ -622,111 +675,20 @@ impl Owner {
         }
         // Give the writers a moment to put the NOTIFICATIONs on the wire.
         tokio::time::sleep(Duration::from_millis(300)).await;
+        self.feed_kernel(true);
         if let Some(k) = &self.kernel {
             let _ = k.flush().await;
         }
     }
-
-    fn peer_status(&self) -> Vec<PeerStatus> {
-        let mut v: Vec<PeerStatus> = self
-            .peers
-            .values()
-            .map(|p| PeerStatus {
-                address: p.cfg.address,
-                asn: p.cfg.asn,
-                kind: if p.is_ebgp(self.asn) {
-                    "eBGP"
-                } else if p.cfg.route_reflector_client && self.cluster_id.is_some() {
-                    "iBGP RR-client"
-                } else {
-                    "iBGP"
-                },
-                state: p.state,
-                since: p.since,
-                router_id: p.live.as_ref().map(|l| l.negotiated.peer_id),
-                received: p.accepted + p.rejected.len() as u64,
-                accepted: p.accepted,
-                advertised: p.out.len() as u64,
-                last_error: p.last_error.clone(),
-            })
-            .collect();
-        v.sort_by_key(|p| p.address);
-        v
-    }
-
-    fn routes(&self, q: &RouteQuery) -> Vec<RouteEntry> {
-        let wanted = |n: &IpNet| q.prefix.is_none_or(|f| f.contains(n));
-        let mut v = Vec::new();
-        match q.table {
-            RouteTable::LocRib | RouteTable::AdjRibIn(_) => {
-                let only = match q.table {
-                    RouteTable::AdjRibIn(a) => Some(a),
-                    _ => None,
-                };
-                for (n, d) in self.rib.iter().filter(|(n, _)| wanted(n)) {
-                    let multi: Vec<Option<IpAddr>> =
-                        d.multipath().iter().map(|p| p.source.addr).collect();
-                    for (i, p) in d.paths().iter().enumerate() {
-                        if only.is_some_and(|a| p.source.addr != Some(a)) {
-                            continue;
-                        }
-                        v.push(RouteEntry {
-                            prefix: *n,
-                            from: p.source.addr,
-                            next_hop: p.next_hop,
-                            best: i == 0,
-                            multipath: multi.contains(&p.source.addr) && !p.source.is_local(),
-                            stale: p.stale,
-                            attrs: (*p.attrs).clone(),
-                        });
-                    }
-                }
-            }
-            RouteTable::AdjRibOut(a) => {
-                if let Some(p) = self.peers.get(&a) {
-                    for (n, attrs) in p.out.iter().filter(|(n, _)| wanted(n)) {
-                        let next_hop = attrs
-                            .next_hop
-                            .map(IpAddr::V4)
-                            .or_else(|| attrs.mp_reach.as_ref().map(|m| m.next_hop))
-                            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-                        v.push(RouteEntry {
-                            prefix: *n,
-                            from: None,
-                            next_hop,
-                            best: true,
-                            multipath: false,
-                            stale: false,
-                            attrs: (**attrs).clone(),
-                        });
-                    }
-                }
-            }
-        }
-        v.sort_by_key(|e| (e.prefix, !e.best));
-        v
-    }
 }
 
-/// The kernel route for a prefix: the next hops of its ECMP set, or `None` when the
-/// prefix has no usable learned path (originated here, or next hops the kernel cannot use).
-fn kernel_route(rib: &Rib, n: &IpNet) -> Option<KernelRoute> {
-    let d = rib.get(n)?;
-    if d.best()?.source.is_local() {
-        return None;
-    }
-    let hops: Vec<IpAddr> = d
-        .multipath()
-        .iter()
-        .map(|p| p.next_hop)
-        .filter(|h| same_family(h, n) && !h.is_unspecified() && !is_link_local(h))
-        .collect();
-    (!hops.is_empty()).then(|| KernelRoute::new(*n, hops))
-}
-
-fn is_link_local(a: &IpAddr) -> bool {
-    match a {
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
-        IpAddr::V4(_) => false,
-    }
+/// Whether two configurations of a peer differ only in policy (import/export filters), so
+/// that the session can stay up through the change.
+fn same_session(a: &PeerConfig, b: &PeerConfig) -> bool {
+    let policy_free = |c: &PeerConfig| PeerConfig {
+        import: Vec::new(),
+        export: Vec::new(),
+        ..c.clone()
+    };
+    policy_free(a) == policy_free(b)
 }

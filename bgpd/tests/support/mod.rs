@@ -45,6 +45,11 @@ pub struct Twill {
 
 impl Twill {
     pub fn start(ns: &Netns, yaml: &str) -> Self {
+        Self::start_with(ns, yaml, &[])
+    }
+
+    /// `start` with extra command-line arguments.
+    pub fn start_with(ns: &Netns, yaml: &str, args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("twill-bgpd-")
             .tempdir()
@@ -56,7 +61,8 @@ impl Twill {
         cmd.arg("--config")
             .arg(&config)
             .arg("--api-socket")
-            .arg(&api);
+            .arg(&api)
+            .args(args);
         cmd.env("RUST_LOG", "twill_bgpd=debug,info");
         let guard = ChildGuard::spawn("twill-bgpd", cmd).unwrap();
         Self {
@@ -76,6 +82,72 @@ impl Twill {
 
     pub fn log(&self) -> String {
         self.guard.log()
+    }
+}
+
+/// A gRPC client of the control API on `path`, retried while the daemon starts.
+pub async fn api_client(
+    path: PathBuf,
+) -> twill_proto::bgp::bgp_client::BgpClient<tonic::transport::Channel> {
+    use hyper_util::rt::TokioIo;
+    use tonic::transport::{Endpoint, Uri};
+    for _ in 0..300 {
+        let p = path.clone();
+        let ch = Endpoint::from_static("http://twill.invalid")
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let p = p.clone();
+                async move { tokio::net::UnixStream::connect(p).await.map(TokioIo::new) }
+            }))
+            .await;
+        if let Ok(ch) = ch {
+            return twill_proto::bgp::bgp_client::BgpClient::new(ch);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("API socket {} never answered", path.display());
+}
+
+impl Twill {
+    fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// The Loc-RIB paths under `prefix`, through the control API.
+    pub fn loc_rib(&self, prefix: &str) -> Vec<twill_proto::bgp::Route> {
+        use twill_proto::bgp as pb;
+        self.block_on(async {
+            let mut c = api_client(self.api.clone()).await;
+            c.list_routes(pb::ListRoutesRequest {
+                table: pb::Table::LocRib as i32,
+                peer: String::new(),
+                prefix: prefix.to_owned(),
+            })
+            .await
+            .map(|r| r.into_inner().routes)
+            .unwrap_or_default()
+        })
+    }
+
+    /// The peers, through the control API.
+    pub fn peers(&self) -> Vec<twill_proto::bgp::Peer> {
+        self.block_on(async {
+            let mut c = api_client(self.api.clone()).await;
+            c.list_peers(twill_proto::bgp::ListPeersRequest {})
+                .await
+                .map(|r| r.into_inner().peers)
+                .unwrap_or_default()
+        })
+    }
+
+    /// Whether the control API shows the session with `peer` Established.
+    pub fn established(&self, peer: &str) -> bool {
+        self.peers()
+            .iter()
+            .any(|p| p.address == peer && p.state == "Established")
     }
 }
 

@@ -244,3 +244,31 @@ impl Gobgp {
         ns.exec("gobgp", args).unwrap_or_default()
     }
 }
+
+/// ExaBGP in a namespace: connects out to its neighbors (never listens), logs to stdout.
+pub struct Exabgp {
+    pub guard: ChildGuard,
+    pub dir: tempfile::TempDir,
+}
+
+impl Exabgp {
+    pub fn start(ns: &Netns, config: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("twill-exabgp-")
+            .tempdir()
+            .unwrap();
+        let conf = dir.path().join("exabgp.conf");
+        std::fs::write(&conf, config).unwrap();
+        let mut cmd = ns.command("exabgp");
+        cmd.arg(&conf)
+            .env("exabgp_daemon_user", "root")
+            .env("exabgp_daemon_drop", "false")
+            .env("exabgp_daemon_daemonize", "false")
+            .env("exabgp_tcp_bind", "")
+            .env("exabgp_log_destination", "stdout")
+            .env("exabgp_api_cli", "false")
+            .env("exabgp_cache_attributes", "false");
+        let guard = ChildGuard::spawn("exabgp", cmd).unwrap();
+        Self { guard, dir }
+    }
+}

@@ -1,0 +1,120 @@
+//! The speaker's side of kernel sync: which route each prefix gets in the kernel (the
+//! ECMP set of its best paths, link-local next hops through their peer's interface),
+//! feeding changed prefixes to kernel sync at the pace it applies them, and the one
+//! reconcile after a restart. It only reads the RIB; it never writes the kernel itself.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::owner::{Owner, Peer};
+use super::same_family;
+use crate::kernel::{KernelRoute, KernelSync, NextHop, RouteChange, is_link_local};
+use crate::rib::Rib;
+
+impl Owner {
+    /// Hands queued prefixes to kernel sync, as routes computed from the RIB now, while
+    /// its backlog is low (`all`: everything, whatever the backlog).
+    pub(super) fn feed_kernel(&mut self, all: bool) {
+        /// Routes per submission, and how many may wait in kernel sync (besides the round
+        /// it is applying): enough to keep its socket busy, few enough that memory stays
+        /// flat however fast routes arrive.
+        const BATCH: usize = 8192;
+        const MAX_BACKLOG: usize = 2 * BATCH;
+        let Some(k) = self.kernel.clone() else {
+            self.kernel_queue.clear();
+            return;
+        };
+        let mut seen: HashSet<IpNet> = HashSet::new();
+        while !self.kernel_queue.is_empty() && (all || k.backlog() < MAX_BACKLOG) {
+            seen.clear();
+            let n = self.kernel_queue.len().min(BATCH);
+            let changes: Vec<RouteChange> = self
+                .kernel_queue
+                .drain(..n)
+                .filter(|p| seen.insert(*p))
+                .map(|p| match kernel_route(&self.rib, &self.peers, &p) {
+                    Some(r) => RouteChange::Replace(r),
+                    None => RouteChange::Delete(p),
+                })
+                .collect();
+            k.submit(changes);
+        }
+        if self.kernel_queue.capacity() > 4 * BATCH && self.kernel_queue.len() < BATCH {
+            self.kernel_queue.shrink_to(BATCH);
+        }
+    }
+
+    /// Routes found in the kernel at start stay until every peer has sent its table (or
+    /// two minutes passed); then the kernel is made to match the RIB (RFC 4724's
+    /// restarting-speaker behaviour: forwarding survives our restart).
+    pub(super) fn maybe_reconcile_kernel(&mut self) {
+        if self.kernel_existing.is_none() {
+            return;
+        }
+        let all_synced = self
+            .peers
+            .values()
+            .all(|p| p.live.as_ref().is_some_and(|l| l.eor_pending.is_empty()));
+        if !all_synced && self.started.elapsed() < Duration::from_secs(120) {
+            return;
+        }
+        self.kernel_existing = None;
+        let Some(k) = self.kernel.clone() else { return };
+        // The reconcile installs the whole RIB: nothing queued needs sending on its own.
+        self.kernel_queue.clear();
+        let desired: Vec<KernelRoute> = self
+            .rib
+            .iter()
+            .filter_map(|(n, _)| kernel_route(&self.rib, &self.peers, &n))
+            .collect();
+        tokio::spawn(async move {
+            match k.reconcile(desired).await {
+                Ok(r) => tracing::info!(report = ?r, "kernel reconciled"),
+                Err(e) => tracing::warn!(error = %e, "kernel reconcile"),
+            }
+        });
+    }
+}
+
+/// Resolves when kernel sync applied a round of changes (never without kernel sync).
+pub(super) async fn applied(kernel: &Option<KernelSync>) {
+    match kernel {
+        Some(k) => k.applied().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The kernel route for a prefix: the next hops of its ECMP set, or `None` when the
+/// prefix has no usable learned path (originated here, or next hops the kernel cannot use).
+/// A link-local next hop goes out of the interface its peer is reached through.
+pub(super) fn kernel_route(
+    rib: &Rib,
+    peers: &HashMap<IpAddr, Peer>,
+    n: &IpNet,
+) -> Option<KernelRoute> {
+    let d = rib.get(n)?;
+    if d.best()?.source.is_local() {
+        return None;
+    }
+    let hops: Vec<NextHop> = d
+        .multipath()
+        .iter()
+        .filter(|p| same_family(&p.next_hop, n) && !p.next_hop.is_unspecified())
+        .filter_map(|p| {
+            if !is_link_local(&p.next_hop) {
+                return Some(NextHop::from(p.next_hop));
+            }
+            let oif = p
+                .source
+                .addr
+                .and_then(|a| peers.get(&a))
+                .and_then(|peer| peer.live.as_ref())
+                .and_then(|l| l.oif)?;
+            Some(NextHop::new(p.next_hop, Some(oif)))
+        })
+        .collect();
+    (!hops.is_empty()).then(|| KernelRoute::new(*n, hops))
+}
