@@ -62,6 +62,19 @@ impl Owner {
             return;
         }
         self.kernel_existing = None;
+        self.reconcile_kernel("kernel reconciled");
+    }
+
+    /// Puts the kernel back in line with the RIB (someone changed our routes behind our
+    /// back). Before the start-up reconcile has run, that reconcile will do it.
+    pub(super) fn resync_kernel(&mut self) {
+        if self.kernel_existing.is_none() {
+            self.reconcile_kernel("kernel routes resynced");
+        }
+    }
+
+    /// Makes our kernel routes exactly the RIB's (dump, diff, apply on the kernel thread).
+    fn reconcile_kernel(&mut self, what: &'static str) {
         let Some(k) = self.kernel.clone() else { return };
         // The reconcile installs the whole RIB: nothing queued needs sending on its own.
         self.kernel_queue.clear();
@@ -72,7 +85,7 @@ impl Owner {
             .collect();
         tokio::spawn(async move {
             match k.reconcile(desired).await {
-                Ok(r) => tracing::info!(report = ?r, "kernel reconciled"),
+                Ok(r) => tracing::info!(report = ?r, "{what}"),
                 Err(e) => tracing::warn!(error = %e, "kernel reconcile"),
             }
         });

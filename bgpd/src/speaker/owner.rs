@@ -230,29 +230,6 @@ impl Owner {
         }
     }
 
-    /// Puts the kernel back in line with the RIB (someone changed our routes behind our
-    /// back). Before the start-up reconcile has run, that reconcile will do it.
-    fn resync_kernel(&mut self) {
-        if self.kernel_existing.is_some() {
-            return;
-        }
-        let Some(k) = self.kernel.clone() else { return };
-        let desired: Vec<KernelRoute> = self
-            .rib
-            .iter()
-            .filter_map(|(n, _)| kernel_route(&self.rib, n))
-            .collect();
-        tokio::spawn(async move {
-            match k.reconcile(desired).await {
-                Ok(r) if r.replaced + r.deleted > 0 => {
-                    tracing::info!(report = ?r, "kernel routes repaired");
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "kernel resync"),
-            }
-        });
-    }
-
     fn originate(&mut self, prefixes: Vec<IpNet>) {
         let mut changed = Vec::new();
         for p in prefixes {
