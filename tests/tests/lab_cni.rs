@@ -130,33 +130,18 @@ async fn check_status_and_gc_against_the_real_agent() {
     let mut check = conf.clone();
     check["prevResult"] = keep.result.clone();
     let keep_netns = format!("/var/run/netns/{}", keep.netns);
-    let (status, out) = plugin(
-        &node.netns,
-        &bin,
-        &[
-            ("CNI_COMMAND", "CHECK"),
-            ("CNI_CONTAINERID", &keep.container_id),
-            ("CNI_NETNS", &keep_netns),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", "/usr/lib/cni"),
-        ],
-        &check.to_string(),
-    );
+    let check_env = [
+        ("CNI_COMMAND", "CHECK"),
+        ("CNI_CONTAINERID", keep.container_id.as_str()),
+        ("CNI_NETNS", keep_netns.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/usr/lib/cni"),
+    ];
+    let (status, out) = plugin(&node.netns, &bin, &check_env, &check.to_string());
     assert_eq!(status, 0, "CHECK of a healthy pod: {out}");
     // CHECK notices a pod whose address was removed behind its back.
     sys::exec_in(&keep.netns, "ip", &["addr", "flush", "dev", "eth0"]).unwrap();
-    let (status, out) = plugin(
-        &node.netns,
-        &bin,
-        &[
-            ("CNI_COMMAND", "CHECK"),
-            ("CNI_CONTAINERID", &keep.container_id),
-            ("CNI_NETNS", &keep_netns),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", "/usr/lib/cni"),
-        ],
-        &check.to_string(),
-    );
+    let (status, out) = plugin(&node.netns, &bin, &check_env, &check.to_string());
     assert_eq!(status, 1, "CHECK of a broken pod fails: {out}");
 
     // STATUS: felix can allocate.
