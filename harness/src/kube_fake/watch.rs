@@ -81,9 +81,11 @@ impl FakeApiServer {
                 async move {
                     loop {
                         let received = tokio::select! {
-                            r = live.recv() => r,
-                            // close_watches: end the stream as a server timeout does.
+                            biased;
+                            // close_watches: end the stream as a server timeout does,
+                            // before any event that came after it.
                             _ = generation.changed() => return None,
+                            r = live.recv() => r,
                         };
                         match received {
                             Ok(event) if event.revision > last && matches(&event) => {

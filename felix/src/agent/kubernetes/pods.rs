@@ -96,6 +96,7 @@ pub struct PodSync {
     ds: Datastore,
     node: String,
     shared: Arc<RwLock<Shared>>,
+    retry: Duration,
 }
 
 impl std::fmt::Debug for PodSync {
@@ -128,7 +129,14 @@ impl PodSync {
             ds,
             node,
             shared: Arc::default(),
+            retry: RETRY,
         }
+    }
+
+    /// Retries failed writes every `retry` instead of [`RETRY`].
+    pub fn with_retry(mut self, retry: Duration) -> PodSync {
+        self.retry = retry;
+        self
     }
 
     /// The Pod's metadata: from the watch's cache, else read from the API server.
@@ -206,7 +214,7 @@ impl PodSync {
             .default_backoff()
             .boxed();
         let mut listing: Option<BTreeMap<PodKey, PodMeta>> = None;
-        let mut retry = tokio::time::interval(RETRY);
+        let mut retry = tokio::time::interval(self.retry);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let event = tokio::select! {
