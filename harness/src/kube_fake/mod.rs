@@ -291,6 +291,11 @@ impl FakeApiServer {
         });
     }
 
+    /// Drops every canned failure still pending.
+    pub async fn clear_faults(&self) {
+        self.state.lock().await.faults.clear();
+    }
+
     /// The current revision.
     pub async fn revision(&self) -> u64 {
         self.state.lock().await.revision

@@ -1,6 +1,7 @@
 //! `twill-ipam-controller`: carves per-node blocks, releases the blocks of deleted nodes,
-//! collects leaked addresses. One replica acts at a time (leader election on an etcd lease
-//! in etcd mode). Exits 0 on SIGTERM/SIGINT, 64 on bad flags, 1 on a fatal error.
+//! collects leaked addresses. One replica acts at a time (leader election on a Kubernetes
+//! Lease in Kubernetes mode, on an etcd lease in etcd mode). Exits 0 on SIGTERM/SIGINT, 64
+//! on bad flags, 1 on a fatal error.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use twill_ipam::connect::{DatastoreArgs, connect, workload_source};
 use twill_ipam::controller::{Controller, ControllerConfig};
-use twill_ipam::leader::{ELECTION, Leadership};
+use twill_ipam::election::{ElectionArgs, Leader};
 use twill_ipam::metrics::{self, Metrics};
 
 /// Twill's cluster-wide IPAM controller.
@@ -34,6 +35,11 @@ struct Args {
     /// This replica's identity in the election (default: hostname and pid).
     #[arg(long, env = "TWILL_LEADER_ID")]
     leader_id: Option<String>,
+    #[command(flatten)]
+    election: ElectionArgs,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info`, `twill_ipam=debug`.
+    #[arg(long, env = "TWILL_LOG", default_value = "info")]
+    log: String,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -62,12 +68,14 @@ fn main() {
             std::process::exit(code);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = match tracing_subscriber::EnvFilter::try_new(&args.log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("twill-ipam-controller: --log {:?}: {e}", args.log);
+            std::process::exit(64);
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -95,19 +103,13 @@ async fn run(args: Args) -> Result<()> {
     let (ds, etcd) = connect(&args.ds, Duration::from_secs(10))
         .await
         .context("connecting to the datastore")?;
-    let Some(etcd) = etcd else {
-        bail!(
-            "--datastore kubernetes: leader election on a Kubernetes Lease is not built yet; \
-             run the controller with --datastore etcd"
-        );
-    };
     let id = args.leader_id.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
     tracing::info!(%id, "campaigning for leadership");
     let mut leadership = tokio::select! {
-        l = Leadership::acquire(etcd, ELECTION, &id, args.leader_lease) => l.context("leader election")?,
+        l = Leader::campaign(&args.election, etcd, ds.kube_client(), &id, args.leader_lease) => l.context("leader election")?,
         _ = term.recv() => return Ok(()),
         _ = int.recv() => return Ok(()),
     };
