@@ -127,6 +127,7 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         })?;
     let _health_server = health::serve(listener, health.clone());
 
+    crate::dataplane::sysctl::set_root(cfg.proc_sys_net.clone());
     let ds = connect(&cfg, &mut shutdown).await?;
     tracing::info!(datastore = %ds.endpoint(), node = %cfg.node_name, "connected");
     let pods = Arc::new(PodNetwork::new()?);
