@@ -40,7 +40,8 @@ pub enum ElectionError {
 /// Held leadership of one kind.
 #[derive(Debug)]
 pub enum Leader {
-    Etcd(Leadership),
+    /// Boxed: the etcd client is large.
+    Etcd(Box<Leadership>),
     Lease(LeaseLeadership),
     /// `--leader-elect=false`: acting without an election.
     Alone,
@@ -59,9 +60,9 @@ impl Leader {
             return Ok(Leader::Alone);
         }
         if let Some(etcd) = etcd {
-            return Ok(Leader::Etcd(
+            return Ok(Leader::Etcd(Box::new(
                 Leadership::acquire(etcd, ELECTION, id, ttl).await?,
-            ));
+            )));
         }
         let Some(client) = kube else {
             return Err(ElectionError::NoClient);
@@ -86,7 +87,7 @@ impl Leader {
     /// Gives leadership up promptly.
     pub async fn resign(self) {
         match self {
-            Leader::Etcd(l) => l.resign().await,
+            Leader::Etcd(l) => (*l).resign().await,
             Leader::Lease(l) => l.resign().await,
             Leader::Alone => {}
         }
