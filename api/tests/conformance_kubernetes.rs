@@ -1,18 +1,18 @@
 //! The conformance suite against the Kubernetes backend, over a tower-test mock service
-//! answering as the API server would (see `conformance/fake_apiserver.rs`).
+//! answering as the API server would (`twill_harness::kube_fake`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests
 
 mod conformance;
 
 use std::sync::Arc;
 
-use conformance::fake_apiserver::FakeApiServer;
 use conformance::suite;
 use twill_api::datastore::Datastore;
 use twill_api::datastore::kubernetes::KubernetesBackend;
+use twill_harness::kube_fake::FakeApiServer;
 
 fn datastore() -> (Datastore, FakeApiServer) {
-    let (client, server) = FakeApiServer::start();
+    let (client, server) = FakeApiServer::start(conformance::twill_kinds());
     let backend = KubernetesBackend::from_client(client, "https://fake-apiserver");
     (Datastore::new(Arc::new(backend)), server)
 }

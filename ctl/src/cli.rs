@@ -2,9 +2,11 @@
 //! (`bgp`, `node`, `ipam`, `lab`) are added as variants of [`Command`] and arms of
 //! [`Command::run`]; commands that need no datastore say so in [`Command::needs_datastore`].
 
+use std::ffi::OsString;
 use std::io::Write;
+use std::path::Path;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use twill_api::datastore::{Datastore, DatastoreArgs, DatastoreType};
 
 use crate::bgp::{BgpCommand, NodeStatusArgs};
@@ -119,7 +121,33 @@ impl Command {
     }
 }
 
+/// The name to show in help and errors for a program started as `argv0`: kubectl runs a
+/// plugin installed as `kubectl-twill` (anywhere on `PATH`) for `kubectl twill ...`, so that
+/// name reads `kubectl twill`; any other name is shown as it is.
+pub fn display_name(argv0: &std::ffi::OsStr) -> String {
+    let file = Path::new(argv0)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or("twillctl");
+    match file.strip_prefix("kubectl-") {
+        // kubectl maps `-` in a command to `_` in the file name (kubectl-foo_bar: foo-bar).
+        Some(plugin) if !plugin.is_empty() => format!("kubectl {}", plugin.replace('_', "-")),
+        _ => file.to_string(),
+    }
+}
+
 impl Cli {
+    /// Parses the command line, naming the program as it was invoked (`twillctl`, or
+    /// `kubectl twill` when run as a kubectl plugin).
+    pub fn parse_invocation(
+        args: impl IntoIterator<Item = impl Into<OsString>>,
+    ) -> Result<Cli, clap::Error> {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let name = display_name(args.first().map_or("twillctl".as_ref(), |a| a.as_os_str()));
+        let matches = Cli::command().bin_name(name).try_get_matches_from(args)?;
+        Cli::from_arg_matches(&matches)
+    }
+
     /// Connects when needed, runs the command and returns its exit status.
     pub async fn run(&self, out: &mut dyn Write) -> Result<i32> {
         let ds = if self.command.needs_datastore() {
@@ -130,5 +158,32 @@ impl Cli {
         self.command
             .run(ds.as_ref(), self.datastore.datastore, out)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubectl_plugin_names() {
+        assert_eq!(
+            display_name("/usr/local/bin/kubectl-twill".as_ref()),
+            "kubectl twill"
+        );
+        assert_eq!(
+            display_name("kubectl-twill_ctl".as_ref()),
+            "kubectl twill-ctl"
+        );
+        assert_eq!(display_name("./target/debug/twillctl".as_ref()), "twillctl");
+        assert_eq!(display_name("kubectl-".as_ref()), "kubectl-");
+    }
+
+    #[test]
+    fn the_plugin_parses_like_twillctl() {
+        let cli = Cli::parse_invocation(["kubectl-twill", "get", "ippools"]).unwrap();
+        assert!(matches!(cli.command, Command::Get(_)));
+        let e = Cli::parse_invocation(["kubectl-twill", "nope"]).unwrap_err();
+        assert!(e.to_string().contains("kubectl twill"), "{e}");
     }
 }

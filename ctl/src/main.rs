@@ -1,11 +1,14 @@
 //! `twillctl`, the calicoctl-like CLI. Parses the command line and runs it; the commands
-//! live in the library.
+//! live in the library. Installed (or linked) as `kubectl-twill` it is a kubectl plugin:
+//! `kubectl twill get ippools`.
 
-use clap::Parser;
 use twillctl::Cli;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::parse_invocation(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -57,6 +57,10 @@ pub struct Args {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info`, `twill_felix=debug`.
     #[arg(long, env = "TWILL_LOG", default_value = "info")]
     pub log: String,
+    /// Where the host's writable `/proc/sys/net` is (in an unprivileged container the
+    /// chart mounts it at `/host/proc/sys/net`).
+    #[arg(long, env = "TWILL_PROC_SYS_NET", default_value = "/proc/sys/net")]
+    pub proc_sys_net: PathBuf,
 }
 
 /// A setting that cannot work.
@@ -86,6 +90,8 @@ pub struct Config {
     pub resync: Duration,
     /// Log filter (tracing `EnvFilter` syntax).
     pub log: String,
+    /// The host's `/proc/sys/net`.
+    pub proc_sys_net: PathBuf,
 }
 
 fn hostname() -> Result<String, ConfigError> {
@@ -143,6 +149,7 @@ impl Args {
             mtu: self.mtu,
             resync: Duration::from_secs(self.resync_seconds),
             log: self.log,
+            proc_sys_net: self.proc_sys_net,
         })
     }
 }

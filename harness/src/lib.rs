@@ -30,9 +30,17 @@
 //!     -> Result<T, WaitError>             // bounded in time and in number of polls
 //! wait::wait_until_async(what, timeout, interval, || async { ... }).await
 //!   WaitError { what, elapsed, polls, last } displays "timed out ... waiting for WHAT; last: ERR"
+//! kube_fake::FakeApiServer::new(extra kinds) / ::start(kinds) -> (kube::Client, server)
+//!   .client() / .client_as(Some(token))   // in-process kube clients (tower-test)
+//!   .serve(addr).await -> HttpServer { .url() }   // plain HTTP for real binaries;
+//!       kube_fake::kubeconfig_yaml(url, token, namespace) points a kubeconfig at it
+//!   .put(json) / .remove(..) / .object(..) / .objects(..)   // set up the world directly
+//!   .compact() (next watch from before: 410) .close_watches() .fail_next(m, plural, code, n)
+//!   .exchanges() (verb, group, resource, user, status) .violations()
 //! ```
 
 pub mod etcd;
+pub mod kube_fake;
 pub mod netns;
 pub mod process;
 pub mod wait;

@@ -13,6 +13,8 @@
 #[path = "chart/support.rs"]
 mod support;
 
+#[path = "chart/contract.rs"]
+mod contract;
 #[path = "chart/image.rs"]
 mod image;
 #[path = "chart/ipam_controller.rs"]

@@ -101,6 +101,12 @@ pub trait Backend: Send + Sync + 'static {
         precondition: Option<&str>,
     ) -> Result<Value>;
 
+    /// The Kubernetes client behind this backend, for what only Kubernetes mode does
+    /// (watches with field selectors, Leases, Secrets); `None` for etcd.
+    fn kube_client(&self) -> Option<kube::Client> {
+        None
+    }
+
     /// Changes after `revision` (exclusive), in order.
     async fn watch(
         &self,

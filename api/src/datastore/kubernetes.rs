@@ -43,8 +43,7 @@ impl KubernetesBackend {
         let mut config = match kubeconfig {
             Some(path) => {
                 let where_ = path.display().to_string();
-                let file =
-                    Kubeconfig::read_from(path).map_err(|e| unavailable(&where_, e.to_string()))?;
+                let file = read_kubeconfig(path).map_err(|e| unavailable(&where_, e))?;
                 Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
                     .await
                     .map_err(|e| unavailable(&where_, e.to_string()))?
@@ -163,6 +162,35 @@ impl KubernetesBackend {
     }
 }
 
+/// Reads a kubeconfig path as kubectl does: `KUBECONFIG` may list several files (`:`), merged
+/// in order (the first to set a value wins); files that do not exist are skipped.
+fn read_kubeconfig(path: &Path) -> std::result::Result<Kubeconfig, String> {
+    let mut merged: Option<Kubeconfig> = None;
+    let mut missing = Vec::new();
+    for file in std::env::split_paths(path.as_os_str()) {
+        if file.as_os_str().is_empty() {
+            continue;
+        }
+        if !file.exists() {
+            missing.push(file.display().to_string());
+            continue;
+        }
+        let next = Kubeconfig::read_from(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        merged = Some(match merged {
+            None => next,
+            Some(first) => first
+                .merge(next)
+                .map_err(|e| format!("{}: {e}", file.display()))?,
+        });
+    }
+    merged.ok_or_else(|| {
+        format!(
+            "no kubeconfig file exists (looked at {})",
+            missing.join(", ")
+        )
+    })
+}
+
 fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
     object.get("metadata")?.get(field)?.as_str()
 }
@@ -171,6 +199,10 @@ fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
 impl Backend for KubernetesBackend {
     fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    fn kube_client(&self) -> Option<Client> {
+        Some(self.client.clone())
     }
 
     async fn get(

@@ -89,6 +89,11 @@ impl Datastore {
         &self.backend
     }
 
+    /// The Kubernetes client in Kubernetes mode (`None` with etcd).
+    pub fn kube_client(&self) -> Option<kube::Client> {
+        self.backend.kube_client()
+    }
+
     pub async fn get<T: Resource>(&self, namespace: Option<&str>, name: &str) -> Result<T> {
         decode(self.backend.get(T::kind_info(), namespace, name).await?)
     }

@@ -50,14 +50,3 @@ app.kubernetes.io/component: {{ .component }}
 {{- $img := merge (deepCopy (.override | default dict)) .ctx.Values.image -}}
 {{- $img.pullPolicy -}}
 {{- end -}}
-
-{{/* Secrets named by BGPPeer passwords, deduplicated and sorted. */}}
-{{- define "twill.bgpPasswordSecrets" -}}
-{{- $names := list -}}
-{{- range .Values.bgp.peers -}}
-{{- if .password -}}
-{{- $names = append $names .password.secretKeyRef.name -}}
-{{- end -}}
-{{- end -}}
-{{- $names | uniq | sortAlpha | toJson -}}
-{{- end -}}

@@ -6,10 +6,12 @@
 //! (loaded at start): a lookup during ADD costs no datastore round trip. The datastore
 //! copy is what the rest of the cluster (policy on other nodes, `ipam check`, GC) reads.
 //! What the resource has no field for (CNI network name, netns path, MTU) rides in
-//! annotations.
+//! annotations. In Kubernetes mode a [`Decorate`] fills what comes from the Pod (labels,
+//! named ports) just before each write.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -27,11 +29,19 @@ const MTU: &str = "twill.dev/mtu";
 /// The namespace of endpoints whose runtime gave no pod namespace.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+/// Fills what a `WorkloadEndpoint` takes from outside the CNI request, just before it is
+/// written (Kubernetes mode: the Pod's labels and named ports, `agent::kube`).
+#[async_trait]
+pub trait Decorate: Send + Sync {
+    async fn decorate(&self, wep: &mut WorkloadEndpoint) -> Result<(), StoreError>;
+}
+
 /// `WorkloadEndpoint`s of one node.
 pub struct EndpointStore {
     ds: Datastore,
     node: String,
     local: Mutex<BTreeMap<EndpointKey, Endpoint>>,
+    decorator: Option<Arc<dyn Decorate>>,
 }
 
 impl std::fmt::Debug for EndpointStore {
@@ -173,7 +183,14 @@ impl EndpointStore {
             ds,
             node,
             local: Mutex::new(local),
+            decorator: None,
         })
+    }
+
+    /// Runs `decorator` on every endpoint before it is written.
+    pub fn with_decorator(mut self, decorator: Option<Arc<dyn Decorate>>) -> Self {
+        self.decorator = decorator;
+        self
     }
 
     /// Every local endpoint (all networks).
@@ -185,7 +202,12 @@ impl EndpointStore {
 #[async_trait]
 impl Endpoints for EndpointStore {
     async fn put(&self, ep: &Endpoint) -> Result<(), StoreError> {
-        let object = to_resource(&self.node, ep);
+        let mut object = to_resource(&self.node, ep);
+        let mut ep = ep.clone();
+        if let Some(decorator) = &self.decorator {
+            decorator.decorate(&mut object).await?;
+            ep.labels = object.metadata.labels.clone().unwrap_or_default();
+        }
         match self.ds.create(&object).await {
             Ok(_) => {}
             Err(DatastoreError::AlreadyExists { .. }) => {
@@ -194,7 +216,7 @@ impl Endpoints for EndpointStore {
             }
             Err(e) => return Err(store_err(e)),
         }
-        self.local.lock().await.insert(ep.key.clone(), ep.clone());
+        self.local.lock().await.insert(ep.key.clone(), ep);
         Ok(())
     }
 

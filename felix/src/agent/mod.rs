@@ -23,6 +23,7 @@ pub mod drift;
 pub mod endpoints;
 pub mod health;
 pub mod ipam;
+pub mod kubernetes;
 pub mod local;
 pub mod node;
 pub mod reconcile;
@@ -126,18 +127,29 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         })?;
     let _health_server = health::serve(listener, health.clone());
 
+    crate::dataplane::sysctl::set_root(cfg.proc_sys_net.clone());
     let ds = connect(&cfg, &mut shutdown).await?;
     tracing::info!(datastore = %ds.endpoint(), node = %cfg.node_name, "connected");
     let pods = Arc::new(PodNetwork::new()?);
-    let uplink = node::detect(pods.handle(), cfg.bgp_address, cfg.bgp_address_v6).await?;
+    let kube = kubernetes::KubeMode::new(&ds, &cfg);
+    let (want_v4, want_v6) = match &kube {
+        Some(kube) => kube.addresses().await,
+        None => (cfg.bgp_address, cfg.bgp_address_v6),
+    };
+    let uplink = node::detect(pods.handle(), want_v4, want_v6).await?;
     tracing::info!(?uplink, "uplink");
     node::register(&ds, &cfg.node_name, &uplink).await?;
 
     let store = Arc::new(
         endpoints::EndpointStore::load(ds.clone(), cfg.node_name.clone())
             .await
-            .map_err(AgentError::Endpoints)?,
+            .map_err(AgentError::Endpoints)?
+            .with_decorator(kube.as_ref().map(kubernetes::KubeMode::decorator)),
     );
+    let _kube_tasks = match &kube {
+        Some(kube) => kube.start(pods.handle(), store.clone()).await,
+        None => Vec::new(),
+    };
     let allocator = Arc::new(twill_ipam::allocator::Ipam::new(ds.clone()));
     let (families_tx, families_rx) = watch::channel(None);
     let node_ipam = Arc::new(ipam::NodeIpam::new(

@@ -5,8 +5,8 @@
 //! when it loses leadership (so that it restarts as a candidate).
 //!
 //! The environment the chart sets is its contract with this binary: `TWILL_DATASTORE`,
-//! `TWILL_METRICS_LISTEN`, `TWILL_LOG_LEVEL`, `TWILL_LEADER_ELECT`,
-//! `TWILL_LEADER_ELECTION_NAMESPACE`, `TWILL_LEADER_ELECTION_LEASE`, `TWILL_POD_NAME`.
+//! `TWILL_METRICS_LISTEN`, `TWILL_LOG`, `TWILL_LEADER_ELECT`,
+//! `TWILL_LEADER_ELECTION_NAMESPACE`, `TWILL_LEADER_ELECTION_LEASE`, `TWILL_LEADER_ID`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,7 @@ struct Args {
     #[arg(long, env = "TWILL_METRICS_LISTEN", default_value = "0.0.0.0:9095")]
     metrics_listen: String,
     /// Log filter (`info`, `debug`, `twill_ipam=debug`); `RUST_LOG` wins when set.
-    #[arg(long, env = "TWILL_LOG_LEVEL", default_value = "info")]
+    #[arg(long = "log", alias = "log-level", env = "TWILL_LOG", default_value = "info")]
     log_level: String,
     /// Grace period before a leaked address is released (`90s`, `15m`, `1h`).
     #[arg(long, env = "TWILL_GC_GRACE", default_value = "15m", value_parser = parse_duration)]
@@ -41,7 +41,7 @@ struct Args {
     #[arg(long, env = "TWILL_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
     /// How long one renewal of leadership lasts.
-    #[arg(long, env = "TWILL_LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, alias = "leader-lease", env = "TWILL_LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     leader_lease_duration: Duration,
     /// Kubernetes mode: namespace of the leader `Lease` (default: this pod's namespace).
     #[arg(long, env = "TWILL_LEADER_ELECTION_NAMESPACE")]
@@ -54,7 +54,7 @@ struct Args {
     )]
     leader_election_lease: String,
     /// This replica's identity in the election (default: hostname and pid).
-    #[arg(long, env = "TWILL_POD_NAME")]
+    #[arg(long, env = "TWILL_LEADER_ID")]
     leader_id: Option<String>,
 }
 
@@ -90,7 +90,7 @@ fn main() {
         Ok(filter) => filter,
         Err(e) => {
             eprintln!(
-                "twill-ipam-controller: bad --log-level {:?}: {e}",
+                "twill-ipam-controller: bad --log {:?}: {e}",
                 args.log_level
             );
             std::process::exit(64);

@@ -23,7 +23,7 @@ fn ipam_controller_runs_two_replicas_with_lease_leader_election() {
         Some("metadata.namespace")
     );
     assert_eq!(
-        env_field_ref(ctl, "TWILL_POD_NAME").as_deref(),
+        env_field_ref(ctl, "TWILL_LEADER_ID").as_deref(),
         Some("metadata.name")
     );
     let lease = env(ctl, "TWILL_LEADER_ELECTION_LEASE").expect("lease name");

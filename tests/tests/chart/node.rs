@@ -263,7 +263,7 @@ fn felix_runs_in_kubernetes_mode_with_its_node_name_and_dataplane() {
         Some("spec.nodeName")
     );
     assert_eq!(env(felix, "TWILL_DATAPLANE").as_deref(), Some("nftables"));
-    assert_eq!(env(felix, "TWILL_LOG_LEVEL").as_deref(), Some("info"));
+    assert_eq!(env(felix, "TWILL_LOG").as_deref(), Some("info"));
     assert_eq!(
         env(felix, "TWILL_AGENT_SOCKET").as_deref(),
         Some("/var/run/twill/agent.sock")
@@ -278,7 +278,7 @@ fn felix_runs_in_kubernetes_mode_with_its_node_name_and_dataplane() {
     let pod = pod_spec_of_daemonset(&objects);
     let felix = container(&pod.containers, "felix");
     assert_eq!(env(felix, "TWILL_DATAPLANE").as_deref(), Some("iptables"));
-    assert_eq!(env(felix, "TWILL_LOG_LEVEL").as_deref(), Some("debug"));
+    assert_eq!(env(felix, "TWILL_LOG").as_deref(), Some("debug"));
     assert_eq!(
         felix.image.as_deref(),
         Some("registry.example.com/net/twill:1.2.3-debug")
