@@ -351,6 +351,9 @@ async fn twill_in_kubernetes_mode_end_to_end() {
             // The re-check of a gone node before its pods' addresses are released (here
             // the node's pods were gone before it).
             (TW_GROUP, "nodes", "get"),
+            // A Twill Node whose Kubernetes Node is gone is deleted (here the test deletes
+            // it itself, as Kubernetes' garbage collector would through the owner reference).
+            (TW_GROUP, "nodes", "delete"),
         ],
     );
 }

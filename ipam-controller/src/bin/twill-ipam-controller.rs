@@ -29,7 +29,12 @@ struct Args {
     #[arg(long, env = "TWILL_METRICS_LISTEN", default_value = "0.0.0.0:9095")]
     metrics_listen: String,
     /// Log filter (`info`, `debug`, `twill_ipam=debug`); `RUST_LOG` wins when set.
-    #[arg(long = "log", alias = "log-level", env = "TWILL_LOG", default_value = "info")]
+    #[arg(
+        long = "log",
+        alias = "log-level",
+        env = "TWILL_LOG",
+        default_value = "info"
+    )]
     log_level: String,
     /// Grace period before a leaked address is released (`90s`, `15m`, `1h`).
     #[arg(long, env = "TWILL_GC_GRACE", default_value = "15m", value_parser = parse_duration)]
@@ -43,7 +48,8 @@ struct Args {
     /// How long one renewal of leadership lasts.
     #[arg(long, alias = "leader-lease", env = "TWILL_LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     leader_lease_duration: Duration,
-    /// Kubernetes mode: namespace of the leader `Lease` (default: this pod's namespace).
+    /// Kubernetes mode: namespace of the leader `Lease` (default: the client's namespace,
+    /// which in a pod is the pod's own).
     #[arg(long, env = "TWILL_LEADER_ELECTION_NAMESPACE")]
     leader_election_namespace: Option<String>,
     /// Kubernetes mode: name of the leader `Lease`.
@@ -89,10 +95,7 @@ fn main() {
     let filter = match filter {
         Ok(filter) => filter,
         Err(e) => {
-            eprintln!(
-                "twill-ipam-controller: bad --log {:?}: {e}",
-                args.log_level
-            );
+            eprintln!("twill-ipam-controller: bad --log {:?}: {e}", args.log_level);
             std::process::exit(64);
         }
     };
@@ -187,14 +190,12 @@ async fn campaign(args: &Args, election: ElectionClient, id: &str) -> Result<Lea
                 .context("leader election on etcd")
         }
         ElectionClient::Kubernetes(client) => {
-            let namespace = match &args.leader_election_namespace {
-                Some(ns) => ns.clone(),
-                None => std::fs::read_to_string(
-                    "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
-                )
-                .map(|ns| ns.trim().to_owned())
-                .context("no --leader-election-namespace, and not running in a pod")?,
-            };
+            // The client's namespace: the pod's own in a cluster (from the service
+            // account), else the kubeconfig context's (`default` when it names none).
+            let namespace = args
+                .leader_election_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned());
             Ok(Leadership::acquire_kube(
                 client,
                 &namespace,
