@@ -137,3 +137,69 @@ async fn two_embedded_speakers_exchange_and_withdraw_routes() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn originated_prefixes_carry_their_communities_and_a_change_is_sent() {
+    use twill_bgpd::packet::LargeCommunity;
+    use twill_bgpd::speaker::Communities;
+
+    const C: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+    const D: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+    let mut c_cfg = SpeakerConfig::new(65003, C);
+    c_cfg.listen = Some(SocketAddr::from((C, 0)));
+    let mut pd = PeerConfig::new(IpAddr::V4(D), 65004);
+    pd.passive = true;
+    c_cfg.peers = vec![pd];
+    let c = Speaker::start(c_cfg).await.unwrap();
+    let port = c.local_addr().unwrap().port();
+    let mut d_cfg = SpeakerConfig::new(65004, D);
+    let mut pc = PeerConfig::new(IpAddr::V4(C), 65003);
+    pc.port = port;
+    pc.source_address = Some(IpAddr::V4(D));
+    pc.connect_retry = Some(1);
+    d_cfg.peers = vec![pc];
+    let d = Speaker::start(d_cfg).await.unwrap();
+
+    let block: ipnet::IpNet = "10.244.7.0/26".parse().unwrap();
+    let tagged = |standard: Vec<u32>, large: Vec<LargeCommunity>| Communities { standard, large };
+    c.originate_with(
+        vec![block],
+        tagged(
+            vec![(65003 << 16) | 100],
+            vec![LargeCommunity {
+                global_admin: 65003,
+                local_data1: 1,
+                local_data2: 2,
+            }],
+        ),
+    )
+    .unwrap();
+    let seen = |want: u32| {
+        let d = &d;
+        async move {
+            d.routes(RouteQuery::default())
+                .await
+                .unwrap()
+                .iter()
+                .any(|r| r.prefix == block && r.attrs.communities == vec![want])
+        }
+    };
+    eventually("D sees the block with community 65003:100", || {
+        seen((65003 << 16) | 100)
+    })
+    .await;
+    let route = d.routes(RouteQuery::default()).await.unwrap();
+    let r = route.iter().find(|r| r.prefix == block).unwrap();
+    assert_eq!(r.attrs.large_communities.len(), 1, "{:?}", r.attrs);
+    assert_eq!(r.attrs.large_communities[0].local_data2, 2);
+
+    // The same prefix announced with another community replaces it at the peer.
+    c.originate_with(vec![block], tagged(vec![(65003 << 16) | 200], vec![]))
+        .unwrap();
+    eventually("D sees the new community", || seen((65003 << 16) | 200)).await;
+    let route = d.routes(RouteQuery::default()).await.unwrap();
+    let r = route.iter().find(|r| r.prefix == block).unwrap();
+    assert!(r.attrs.large_communities.is_empty(), "{:?}", r.attrs);
+    c.shutdown().await;
+    d.shutdown().await;
+}

@@ -31,7 +31,7 @@ use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use types::{Event, PeerStatus, RouteEntry, RouteQuery, RouteTable, SpeakerStats};
+pub use types::{Communities, Event, PeerStatus, RouteEntry, RouteQuery, RouteTable, SpeakerStats};
 
 use crate::config::{Config, PeerConfig};
 use crate::metrics::Metrics;
@@ -110,7 +110,7 @@ pub enum SpeakerError {
 pub(crate) enum Command {
     Accepted(tokio::net::TcpStream, SocketAddr),
     SetPeers(Vec<PeerConfig>, BTreeMap<String, Filter>),
-    Originate(Vec<IpNet>),
+    Originate(Vec<IpNet>, Communities),
     Withdraw(Vec<IpNet>),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Routes(RouteQuery, oneshot::Sender<Vec<RouteEntry>>),
@@ -206,7 +206,17 @@ impl Speaker {
 
     /// Announces prefixes from this speaker (idempotent).
     pub fn originate(&self, prefixes: Vec<IpNet>) -> Result<(), SpeakerError> {
-        self.send(Command::Originate(prefixes))
+        self.send(Command::Originate(prefixes, Communities::default()))
+    }
+
+    /// Announces prefixes carrying these communities (RFC 1997 and RFC 8092). Announcing
+    /// a prefix again with other communities replaces them (an UPDATE goes out).
+    pub fn originate_with(
+        &self,
+        prefixes: Vec<IpNet>,
+        communities: Communities,
+    ) -> Result<(), SpeakerError> {
+        self.send(Command::Originate(prefixes, communities))
     }
 
     /// Stops announcing prefixes this speaker originated (idempotent).

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::export::{self, ExportCtx};
 use super::kernel_feed::{applied, kernel_route};
-use super::types::{Event, SpeakerStats};
+use super::types::{Communities, Event, SpeakerStats};
 use super::{Command, SpeakerConfig};
 use crate::config::{Family, PeerConfig};
 use crate::fsm::{DownReason, FsmConfig, LocalSide, Negotiated, State, cease};
@@ -142,7 +142,7 @@ impl Owner {
             aux_rx: Some(aux_rx),
             stats: SpeakerStats::default(),
         };
-        o.originate(cfg.originate);
+        o.originate(cfg.originate, Communities::default());
         o.set_peers(cfg.peers, cfg.filters);
         o
     }
@@ -191,7 +191,7 @@ impl Owner {
                 }
             }
             Command::SetPeers(peers, filters) => self.set_peers(peers, filters),
-            Command::Originate(prefixes) => self.originate(prefixes),
+            Command::Originate(prefixes, communities) => self.originate(prefixes, communities),
             Command::Withdraw(prefixes) => {
                 let changed: Vec<IpNet> = prefixes
                     .into_iter()
@@ -230,7 +230,16 @@ impl Owner {
         }
     }
 
-    fn originate(&mut self, prefixes: Vec<IpNet>) {
+    fn originate(&mut self, prefixes: Vec<IpNet>, communities: Communities) {
+        // One attribute set per call: the prefixes of a call pack into the same UPDATEs.
+        let attrs = if communities.is_empty() {
+            self.local_attrs.clone()
+        } else {
+            let mut a = (*self.local_attrs).clone();
+            a.communities = communities.standard;
+            a.large_communities = communities.large;
+            Arc::new(a)
+        };
         let mut changed = Vec::new();
         for p in prefixes {
             let p = p.trunc();
@@ -240,7 +249,7 @@ impl Owner {
             };
             let path = Path {
                 source: self.local_source.clone(),
-                attrs: self.local_attrs.clone(),
+                attrs: attrs.clone(),
                 next_hop,
                 stale: false,
             };

@@ -72,6 +72,21 @@ pub struct RouteEntry {
     pub attrs: PathAttributes,
 }
 
+/// Communities attached to originated prefixes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Communities {
+    /// RFC 1997 communities (`AS:value` as `AS << 16 | value`).
+    pub standard: Vec<u32>,
+    /// RFC 8092 large communities.
+    pub large: Vec<crate::packet::LargeCommunity>,
+}
+
+impl Communities {
+    pub fn is_empty(&self) -> bool {
+        self.standard.is_empty() && self.large.is_empty()
+    }
+}
+
 /// Counters for benchmarks and health.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SpeakerStats {

@@ -75,14 +75,23 @@ pub fn desired_routes(owned: &Owned, endpoints: &[Endpoint]) -> Vec<HostRoute> {
         .collect()
 }
 
-/// The change between what was announced and what should be: (originate, withdraw).
-pub fn announce_diff(
-    before: &BTreeSet<IpNet>,
-    after: &BTreeSet<IpNet>,
+/// The change between what was announced and what should be, each prefix with what it
+/// carries (its communities): (announce again or anew, withdraw).
+pub fn announce_diff<T: PartialEq>(
+    before: &BTreeMap<IpNet, T>,
+    after: &BTreeMap<IpNet, T>,
 ) -> (Vec<IpNet>, Vec<IpNet>) {
     (
-        after.difference(before).copied().collect(),
-        before.difference(after).copied().collect(),
+        after
+            .iter()
+            .filter(|(p, t)| before.get(*p) != Some(*t))
+            .map(|(p, _)| *p)
+            .collect(),
+        before
+            .keys()
+            .filter(|p| !after.contains_key(*p))
+            .copied()
+            .collect(),
     )
 }
 
@@ -178,11 +187,14 @@ mod tests {
 
     #[test]
     fn announce_diff_names_what_changed() {
-        let a: BTreeSet<IpNet> = ["10.244.1.0/26".parse().unwrap()].into();
-        let b: BTreeSet<IpNet> = ["10.244.2.0/26".parse().unwrap()].into();
-        let (add, del) = announce_diff(&a, &b);
-        assert_eq!(add, Vec::from_iter(b.iter().copied()));
-        assert_eq!(del, Vec::from_iter(a.iter().copied()));
+        let p1: IpNet = "10.244.1.0/26".parse().unwrap();
+        let p2: IpNet = "10.244.2.0/26".parse().unwrap();
+        let a = BTreeMap::from([(p1, 0)]);
+        let b = BTreeMap::from([(p2, 0)]);
+        assert_eq!(announce_diff(&a, &b), (vec![p2], vec![p1]));
         assert_eq!(announce_diff(&a, &a), (vec![], vec![]));
+        // Same prefix, other communities: announced again, not withdrawn.
+        let c = BTreeMap::from([(p1, 7)]);
+        assert_eq!(announce_diff(&a, &c), (vec![p1], vec![]));
     }
 }

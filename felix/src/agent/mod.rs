@@ -177,7 +177,10 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
     let snapshot = first_snapshot(&cfg.node_name, &mut rx, Duration::from_secs(30)).await;
 
     let plan = reconcile::plan_for(&cfg.node_name, &snapshot);
-    let announce = local::originated(&local::owned(&cfg.node_name, snapshot.blocks.values()));
+    let announce = local::originated(&local::owned(&cfg.node_name, snapshot.blocks.values()))
+        .into_iter()
+        .map(|p| (p, Default::default()))
+        .collect();
     let speaker = Speaker::start(reconcile::speaker_config(&plan, &announce)).await?;
     tracing::info!(asn = plan.asn, router_id = %plan.router_id, peers = plan.peers.len(), "BGP speaker started");
     health.set_speaker_metrics(speaker.metrics()).await;
@@ -207,7 +210,7 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         families: families_tx,
         policy,
         programmed: programmed_tx,
-        policy_warnings: Default::default(),
+        logged_warnings: Default::default(),
         policy_applied: false,
     };
 

@@ -4,7 +4,7 @@
 //! routes. Each step is idempotent and computed from plain data; a failed step is retried
 //! one second later, and a full resync re-reads everything from the kernel anyway.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use tokio::sync::{RwLock, mpsc, watch};
 use twill_bgpd::kernel::KernelConfig;
+use twill_bgpd::speaker::Communities;
 use twill_bgpd::{Speaker, SpeakerConfig};
 
+use super::bgp::communities::advertisements;
 use super::bgp::{BgpInputs, BgpPlan, plan};
 use super::bgp_api::SpeakerSlot;
 use super::cache::{Change, Snapshot};
@@ -52,7 +54,12 @@ impl Dirty {
     fn of_kind(kind: &str) -> Dirty {
         let mut d = Dirty::default();
         match kind {
-            "Node" | "BGPConfiguration" | "BGPPeer" | "BGPFilter" => d.bgp = true,
+            "Node" | "BGPPeer" | "BGPFilter" => d.bgp = true,
+            // Its communities tag what the node announces.
+            "BGPConfiguration" => {
+                d.bgp = true;
+                d.routes = true;
+            }
             "IPAMBlock" => d.routes = true,
             "WorkloadEndpoint" => {
                 d.routes = true;
@@ -77,8 +84,9 @@ fn identity(p: &BgpPlan) -> (u32, std::net::Ipv4Addr, u16, Option<std::net::Ipv4
     (p.asn, p.router_id, p.listen_port, p.cluster_id)
 }
 
-/// The configuration of an embedded speaker for `p`, announcing `announce`.
-pub fn speaker_config(p: &BgpPlan, announce: &BTreeSet<IpNet>) -> SpeakerConfig {
+/// The configuration of an embedded speaker for `p`, announcing `announce` (without
+/// communities: the first reconcile re-announces what carries some).
+pub fn speaker_config(p: &BgpPlan, announce: &BTreeMap<IpNet, Communities>) -> SpeakerConfig {
     let mut cfg = SpeakerConfig::new(p.asn, p.router_id);
     cfg.listen = Some(SocketAddr::new(
         IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -91,7 +99,7 @@ pub fn speaker_config(p: &BgpPlan, announce: &BTreeSet<IpNet>) -> SpeakerConfig 
     cfg.cluster_id = p.cluster_id;
     cfg.filters = p.filters.clone();
     cfg.peers = p.peers.clone();
-    cfg.originate = announce.iter().copied().collect();
+    cfg.originate = announce.keys().copied().collect();
     cfg
 }
 
@@ -113,8 +121,8 @@ pub struct Reconciler {
     pub speaker: SpeakerSlot,
     /// The plan the current speaker runs.
     pub applied: BgpPlan,
-    /// What the current speaker announces.
-    pub announced: BTreeSet<IpNet>,
+    /// What the current speaker announces, with the communities it carries.
+    pub announced: BTreeMap<IpNet, Communities>,
     pub pods: Arc<PodNetwork>,
     pub store: Arc<EndpointStore>,
     /// Taken for writing around route sync (see `CniService::dataplane_lock`).
@@ -127,8 +135,8 @@ pub struct Reconciler {
     /// Host interfaces of local endpoints whose policy is in the kernel (CNI ADD waits
     /// for its pod to appear here).
     pub programmed: watch::Sender<BTreeSet<String>>,
-    /// Policy warnings already logged.
-    pub policy_warnings: BTreeSet<String>,
+    /// Warnings (policy, communities) already logged, so each is logged once.
+    pub logged_warnings: BTreeSet<String>,
     /// Whether the engine has applied once (its kernel copy can be checked from then on).
     pub policy_applied: bool,
 }
@@ -194,14 +202,30 @@ impl Reconciler {
 
     async fn sync_routes(&mut self) -> Result<(), String> {
         let owned = self.owned();
-        let announce = originated(&owned);
+        let adv = advertisements(self.snapshot.bgp_configs.get("default").map(|c| &c.spec));
+        for w in &adv.warnings {
+            if self.logged_warnings.insert(w.clone()) {
+                tracing::warn!(warning = %w, "BGP communities");
+            }
+        }
+        let announce: BTreeMap<IpNet, Communities> = originated(&owned)
+            .into_iter()
+            .map(|p| (p, adv.for_prefix(&p)))
+            .collect();
         let (add, del) = announce_diff(&self.announced, &announce);
         if !add.is_empty() || !del.is_empty() {
             let speaker = self.speaker.read().await.clone();
-            if !add.is_empty() {
-                tracing::info!(prefixes = ?add, "announcing");
+            // One call per set of communities, so each group packs into shared UPDATEs.
+            let mut groups: BTreeMap<&Communities, Vec<IpNet>> = BTreeMap::new();
+            for p in &add {
+                if let Some(c) = announce.get(p) {
+                    groups.entry(c).or_default().push(*p);
+                }
+            }
+            for (communities, prefixes) in groups {
+                tracing::info!(?prefixes, ?communities, "announcing");
                 speaker
-                    .originate(add)
+                    .originate_with(prefixes, communities.clone())
                     .map_err(|e| format!("originate: {e}"))?;
             }
             if !del.is_empty() {
@@ -278,7 +302,7 @@ impl Reconciler {
             .map_err(|e| format!("policy: {e}"))?;
         self.policy_applied = true;
         for w in &stats.warnings {
-            if self.policy_warnings.insert(w.clone()) {
+            if self.logged_warnings.insert(w.clone()) {
                 tracing::warn!(warning = %w, "policy (fails closed)");
             }
         }

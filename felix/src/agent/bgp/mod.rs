@@ -366,5 +366,7 @@ fn router_id_from_name(name: &str) -> Ipv4Addr {
     Ipv4Addr::new(d[0] | 1, d[1], d[2], d[3])
 }
 
+pub mod communities;
+
 #[cfg(test)]
 mod tests;
