@@ -18,9 +18,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a benchmark
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, RwLock};
 use std::time::{Duration, Instant};
@@ -58,37 +56,23 @@ fn exec(
     netns: &str,
     conf: &Value,
 ) -> Duration {
-    let start = Instant::now();
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(bin)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", cni_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let took = start.elapsed();
-    assert!(
-        out.status.success(),
+    let cni_path = cni_path.to_string_lossy();
+    let env = [
+        ("CNI_COMMAND", command),
+        ("CNI_CONTAINERID", id),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", cni_path.as_ref()),
+    ];
+    let run = twill_tests::run_plugin(ns, bin, &env, &conf.to_string());
+    assert_eq!(
+        run.status,
+        0,
         "{} {command} {id}: {}",
         bin.display(),
-        String::from_utf8_lossy(&out.stdout)
+        run.stdout
     );
-    took
+    run.elapsed
 }
 
 struct Target {

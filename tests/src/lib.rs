@@ -73,6 +73,45 @@ pub fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> Result<(),
     }
 }
 
+/// What one CNI plugin run printed, how it exited and how long it took.
+#[derive(Debug, Clone)]
+pub struct PluginRun {
+    pub status: i32,
+    pub stdout: String,
+    pub elapsed: Duration,
+}
+
+/// Executes a CNI plugin as a runtime in the node's namespace `ns` does: exactly this
+/// environment (plus `PATH`), the configuration on stdin.
+pub fn run_plugin(ns: &str, bin: &std::path::Path, env: &[(&str, &str)], stdin: &str) -> PluginRun {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let start = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(bin)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    PluginRun {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}
+
 /// Link kinds in a namespace (`ip -d -o link`), e.g. "veth", "bridge".
 pub fn link_kinds(ns: &str) -> BTreeSet<String> {
     let out = sys::ip_in(ns, &["-d", "-o", "link", "show"]).unwrap();

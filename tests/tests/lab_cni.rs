@@ -2,7 +2,6 @@
 //! host port into a pod; bad requests get the spec's error code and change nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the report
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -73,28 +72,8 @@ async fn portmap_chained_after_twill_publishes_a_host_port() {
 
 /// Runs the `twill` plugin in the node's namespace with this environment and stdin.
 fn plugin(ns: &str, bin: &std::path::Path, env: &[(&str, &str)], stdin: &str) -> (i32, String) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(bin)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let run = twill_tests::run_plugin(ns, bin, env, stdin);
+    (run.status, run.stdout)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use netlink_packet_route::address::{AddressAttribute, AddressScope};
 use netlink_packet_route::link::LinkAttribute;
-use netlink_packet_route::route::{RouteAttribute, RouteMessage};
-use rtnetlink::{Handle, RouteMessageBuilder};
+use netlink_packet_route::route::RouteAttribute;
+use rtnetlink::Handle;
 use twill_api::resources::{Node, NodeBGPSpec, NodeSpec};
 use twill_api::{Datastore, DatastoreError};
 
@@ -50,16 +50,7 @@ fn nl(op: &'static str) -> impl FnOnce(rtnetlink::Error) -> NodeError {
 }
 
 async fn default_oif(handle: &Handle, v6: bool) -> Result<Option<u32>, NodeError> {
-    let query = if v6 {
-        RouteMessageBuilder::<Ipv6Addr>::new().build()
-    } else {
-        RouteMessageBuilder::<Ipv4Addr>::new().build()
-    };
-    let routes: Vec<RouteMessage> = handle
-        .route()
-        .get(query)
-        .execute()
-        .try_collect()
+    let routes = crate::dataplane::routes::dump(handle, v6)
         .await
         .map_err(nl("list routes"))?;
     Ok(routes

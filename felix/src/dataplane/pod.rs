@@ -15,9 +15,7 @@ use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags};
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope,
-};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol, RouteScope};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::netns::{NsHandle, connect_here, connect_in};
@@ -121,16 +119,7 @@ async fn addresses_of(handle: &Handle, index: u32) -> Result<Vec<IpAddr>, Datapl
 }
 
 async fn has_default_route(handle: &Handle, v6: bool, oif: u32) -> Result<bool, DataplaneError> {
-    let query = if v6 {
-        RouteMessageBuilder::<Ipv6Addr>::new().build()
-    } else {
-        RouteMessageBuilder::<Ipv4Addr>::new().build()
-    };
-    let routes: Vec<RouteMessage> = handle
-        .route()
-        .get(query)
-        .execute()
-        .try_collect()
+    let routes = routes::dump(handle, v6)
         .await
         .map_err(DataplaneError::netlink("list routes"))?;
     let want_gw = if v6 {

@@ -99,6 +99,16 @@ pub fn route_message(route: &HostRoute, ifindex: Option<u32>) -> RouteMessage {
     msg
 }
 
+/// Every route of one family (all tables, all protocols), as the kernel dumps them.
+pub async fn dump(handle: &Handle, v6: bool) -> Result<Vec<RouteMessage>, rtnetlink::Error> {
+    let query = if v6 {
+        RouteMessageBuilder::<Ipv6Addr>::new().build()
+    } else {
+        RouteMessageBuilder::<Ipv4Addr>::new().build()
+    };
+    handle.route().get(query).execute().try_collect().await
+}
+
 /// felix's routes in the main table (both families), with interface names resolved.
 pub async fn list_owned(handle: &Handle) -> Result<Vec<HostRoute>, DataplaneError> {
     let names: BTreeMap<u32, String> = handle
@@ -116,15 +126,8 @@ pub async fn list_owned(handle: &Handle) -> Result<Vec<HostRoute>, DataplaneErro
         .await
         .map_err(DataplaneError::netlink("list links"))?;
     let mut out = Vec::new();
-    for query in [
-        RouteMessageBuilder::<Ipv4Addr>::new().build(),
-        RouteMessageBuilder::<Ipv6Addr>::new().build(),
-    ] {
-        let routes: Vec<RouteMessage> = handle
-            .route()
-            .get(query)
-            .execute()
-            .try_collect()
+    for v6 in [false, true] {
+        let routes = dump(handle, v6)
             .await
             .map_err(DataplaneError::netlink("list routes"))?;
         for r in routes {
