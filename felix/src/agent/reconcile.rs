@@ -160,6 +160,10 @@ impl Reconciler {
 
     async fn sync_bgp(&mut self) -> Result<(), String> {
         let plan = self.plan();
+        self.health
+            .metrics
+            .bgp_peers_configured
+            .set(plan.peers.len() as i64);
         if plan == self.applied {
             return Ok(());
         }
@@ -170,10 +174,6 @@ impl Reconciler {
         {
             tracing::warn!(warning = %w, "BGP configuration");
         }
-        self.health
-            .metrics
-            .bgp_peers_configured
-            .set(plan.peers.len() as i64);
         if identity(&plan) != identity(&self.applied) {
             tracing::info!(
                 asn = plan.asn,
