@@ -50,3 +50,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- $img := merge (deepCopy (.override | default dict)) .ctx.Values.image -}}
 {{- $img.pullPolicy -}}
 {{- end -}}
+
+{{/* The Secrets the BGP peers of values name for their passwords, sorted, as JSON. */}}
+{{- define "twill.bgpPasswordSecrets" -}}
+{{- $names := list -}}
+{{- range .Values.bgp.peers -}}
+{{- if .password -}}
+{{- $names = append $names .password.secretKeyRef.name -}}
+{{- end -}}
+{{- end -}}
+{{- $names | uniq | sortAlpha | toJson -}}
+{{- end -}}

@@ -176,7 +176,9 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
     drop(tx);
     let snapshot = first_snapshot(&cfg.node_name, &mut rx, Duration::from_secs(30)).await;
 
-    let plan = reconcile::plan_for(&cfg.node_name, &snapshot);
+    let secrets = kube.as_ref().map(kubernetes::KubeMode::secrets);
+    let passwords = reconcile::read_secrets(secrets.as_ref(), &snapshot).await;
+    let plan = reconcile::plan_for(&cfg.node_name, &snapshot, &passwords);
     let announce = local::originated(&local::owned(&cfg.node_name, snapshot.blocks.values()))
         .into_iter()
         .map(|p| (p, Default::default()))
@@ -212,6 +214,8 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         programmed: programmed_tx,
         logged_warnings: Default::default(),
         policy_applied: false,
+        secrets,
+        passwords,
     };
 
     let socket = crate::cni::bind(&cfg.agent_socket).map_err(|source| AgentError::Socket {

@@ -16,13 +16,14 @@ use twill_bgpd::speaker::Communities;
 use twill_bgpd::{Speaker, SpeakerConfig};
 
 use super::bgp::communities::advertisements;
-use super::bgp::{BgpInputs, BgpPlan, plan};
+use super::bgp::{BgpInputs, BgpPlan, plan, secret_refs};
 use super::bgp_api::SpeakerSlot;
 use super::cache::{Change, Snapshot};
 use super::drift::Drift;
 use super::endpoints::EndpointStore;
 use super::health::Health;
 use super::ipam::families_from;
+use super::kubernetes::secrets::SecretReader;
 use super::local::{Owned, announce_diff, desired_routes, originated, owned};
 use crate::dataplane::{BGPD_ROUTE_PROTOCOL, PodNetwork};
 use crate::policy::PolicyEngine;
@@ -103,15 +104,27 @@ pub fn speaker_config(p: &BgpPlan, announce: &BTreeMap<IpNet, Communities>) -> S
     cfg
 }
 
-/// The BGP plan of `node` for a snapshot.
-pub fn plan_for(node: &str, s: &Snapshot) -> BgpPlan {
+/// The BGP plan of `node` for a snapshot and the passwords read from Secrets.
+pub fn plan_for(node: &str, s: &Snapshot, secrets: &BTreeMap<(String, String), String>) -> BgpPlan {
     plan(BgpInputs {
         node,
         nodes: &s.nodes,
         configs: &s.bgp_configs,
         peers: &s.bgp_peers,
         filters: &s.bgp_filters,
+        secrets,
     })
+}
+
+/// Reads the passwords the snapshot's peers name (none without a Secret reader).
+pub async fn read_secrets(
+    reader: Option<&SecretReader>,
+    s: &Snapshot,
+) -> BTreeMap<(String, String), String> {
+    match reader {
+        Some(r) => r.read(&secret_refs(s.bgp_peers.values())).await,
+        None => BTreeMap::new(),
+    }
 }
 
 /// Everything the reconciler drives.
@@ -139,6 +152,10 @@ pub struct Reconciler {
     pub logged_warnings: BTreeSet<String>,
     /// Whether the engine has applied once (its kernel copy can be checked from then on).
     pub policy_applied: bool,
+    /// Reads BGP passwords from Secrets (Kubernetes mode).
+    pub secrets: Option<SecretReader>,
+    /// The passwords read at the last BGP sync.
+    pub passwords: BTreeMap<(String, String), String>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -155,10 +172,11 @@ impl Reconciler {
 
     /// The BGP plan for the current snapshot.
     pub fn plan(&self) -> BgpPlan {
-        plan_for(&self.node, &self.snapshot)
+        plan_for(&self.node, &self.snapshot, &self.passwords)
     }
 
     async fn sync_bgp(&mut self) -> Result<(), String> {
+        self.passwords = read_secrets(self.secrets.as_ref(), &self.snapshot).await;
         let plan = self.plan();
         self.health
             .metrics

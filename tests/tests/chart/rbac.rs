@@ -141,22 +141,48 @@ fn ipam_controller_cluster_role_lists_exactly_what_the_controller_needs() {
 }
 
 #[test]
-fn no_component_may_read_secrets_even_with_bgp_passwords_in_values() {
-    // felix does not read BGP password Secrets (yet): no role may grant them.
-    for render in [defaults(), full()] {
-        let objects = render.render();
-        for role in objects
-            .of_kind("ClusterRole")
-            .into_iter()
-            .chain(objects.of_kind("Role"))
-        {
-            assert!(
-                !role["rules"].to_string().contains("secrets"),
-                "{} grants Secrets",
-                role["metadata"]["name"]
-            );
-        }
+fn only_felix_may_get_exactly_the_password_secrets_the_peers_name() {
+    // Default values name no password Secret: nobody may read Secrets.
+    let objects = defaults().render();
+    for role in objects
+        .of_kind("ClusterRole")
+        .into_iter()
+        .chain(objects.of_kind("Role"))
+    {
+        assert!(
+            !role["rules"].to_string().contains("secrets"),
+            "{} grants Secrets",
+            role["metadata"]["name"]
+        );
     }
+    // A peer with a password: felix may `get` that one Secret, in the release namespace.
+    let objects = defaults()
+        .set("bgp.peers[0].name=tor")
+        .set("bgp.peers[0].peerIP=192.0.2.1")
+        .set("bgp.peers[0].asNumber=65000")
+        .set("bgp.peers[0].password.secretKeyRef.name=bgp-passwords")
+        .set("bgp.peers[0].password.secretKeyRef.key=tor")
+        .render();
+    for role in objects.of_kind("ClusterRole") {
+        assert!(
+            !role["rules"].to_string().contains("secrets"),
+            "{} grants Secrets cluster-wide",
+            role["metadata"]["name"]
+        );
+    }
+    let name = format!("{NODE}-bgp-passwords");
+    let role: Role = objects.typed("Role", &name);
+    let mut want = BTreeSet::new();
+    want.insert((
+        String::new(),
+        "secrets".to_string(),
+        "get".to_string(),
+        "bgp-passwords".to_string(),
+    ));
+    assert_eq!(grants(role.rules.as_deref().unwrap_or_default()), want);
+    let binding = objects.get("RoleBinding", &name);
+    assert_eq!(binding["subjects"][0]["name"], NODE);
+    assert_eq!(binding["roleRef"]["name"], name.as_str());
 }
 
 #[test]

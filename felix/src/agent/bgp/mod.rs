@@ -43,6 +43,21 @@ pub struct BgpInputs<'a> {
     pub configs: &'a BTreeMap<String, BGPConfiguration>,
     pub peers: &'a BTreeMap<String, BGPPeer>,
     pub filters: &'a BTreeMap<String, BGPFilter>,
+    /// Passwords read from Secrets, by `(secret name, key)`.
+    pub secrets: &'a BTreeMap<(String, String), String>,
+}
+
+/// The Secrets (`(name, key)`) the peers' passwords refer to.
+pub fn secret_refs<'a>(
+    peers: impl IntoIterator<Item = &'a BGPPeer>,
+) -> std::collections::BTreeSet<(String, String)> {
+    peers
+        .into_iter()
+        .filter_map(|p| p.spec.password.as_ref())
+        .filter(|pw| pw.value.is_none())
+        .filter_map(|pw| pw.secret_key_ref.as_ref())
+        .map(|r| (r.name.clone(), r.key.clone()))
+        .collect()
 }
 
 fn labels(node: &Node) -> BTreeMap<String, String> {
@@ -272,13 +287,27 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
                 if let Some(port) = port {
                     p.port = port;
                 }
-                p.password = spec.password.as_ref().and_then(|s| s.value.clone());
-                if spec.password.as_ref().is_some_and(|s| s.value.is_none()) {
-                    warnings.push(format!(
-                        "BGPPeer {pname}: password.secretKeyRef is not readable here; \
-                         the session runs without TCP-MD5"
-                    ));
-                }
+                p.password = match &spec.password {
+                    None => None,
+                    Some(pw) => match (&pw.value, &pw.secret_key_ref) {
+                        (Some(v), _) => Some(v.clone()),
+                        (None, Some(r)) => {
+                            match inp.secrets.get(&(r.name.clone(), r.key.clone())) {
+                                Some(v) => Some(v.clone()),
+                                None => {
+                                    // Never a session without the password it should have.
+                                    warnings.push(format!(
+                                        "BGPPeer {pname}: password Secret {}/{} cannot be read; \
+                                     not peering until it can",
+                                        r.name, r.key
+                                    ));
+                                    continue;
+                                }
+                            }
+                        }
+                        (None, None) => None,
+                    },
+                };
                 p.route_reflector_client = spec.route_reflector_client.unwrap_or(false);
                 // An external router hears this node's own prefixes, not the mesh's:
                 // each node speaks for its blocks, so the router's next hop for a block

@@ -45,6 +45,7 @@ struct World {
     configs: BTreeMap<String, BGPConfiguration>,
     peers: BTreeMap<String, BGPPeer>,
     filters: BTreeMap<String, BGPFilter>,
+    secrets: BTreeMap<(String, String), String>,
 }
 
 impl World {
@@ -59,6 +60,7 @@ impl World {
             configs: BTreeMap::new(),
             peers: BTreeMap::new(),
             filters: BTreeMap::new(),
+            secrets: BTreeMap::new(),
         }
     }
 
@@ -69,6 +71,7 @@ impl World {
             configs: &self.configs,
             peers: &self.peers,
             filters: &self.filters,
+            secrets: &self.secrets,
         })
     }
 
@@ -265,4 +268,61 @@ fn restart_time_parses_durations() {
     assert_eq!(parse_restart_time("90"), Ok(90));
     assert!(parse_restart_time("2h").is_err());
     assert!(parse_restart_time("soon").is_err());
+}
+
+#[test]
+fn passwords_come_inline_or_from_secrets_and_an_unreadable_secret_means_no_session() {
+    use twill_api::resources::bgp::{SecretKeyRef, SecretKeySelector};
+    let mut w = World::three();
+    w.mesh(false, None);
+    let with_password = |ip: &str, password: SecretKeyRef| BGPPeerSpec {
+        peer_ip: Some(ip.into()),
+        as_number: Some(AsNumber(65000)),
+        password: Some(password),
+        ..Default::default()
+    };
+    w.peers.extend([
+        peer(
+            "inline",
+            with_password(
+                "198.51.100.1",
+                SecretKeyRef {
+                    value: Some("s3cret".into()),
+                    secret_key_ref: None,
+                },
+            ),
+        ),
+        peer(
+            "from-secret",
+            with_password(
+                "198.51.100.2",
+                SecretKeyRef {
+                    value: None,
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: "bgp-passwords".into(),
+                        key: "tor-b".into(),
+                    }),
+                },
+            ),
+        ),
+    ]);
+    assert_eq!(
+        secret_refs(w.peers.values()),
+        [("bgp-passwords".to_string(), "tor-b".to_string())].into()
+    );
+    // The Secret cannot be read: no session with that peer, and a warning.
+    let p = w.plan("n1");
+    assert_eq!(addrs(&p), ["198.51.100.1"]);
+    assert_eq!(p.peers[0].password.as_deref(), Some("s3cret"));
+    assert!(
+        p.warnings.iter().any(|w| w.contains("bgp-passwords/tor-b")),
+        "{:?}",
+        p.warnings
+    );
+    // Once read, the peer comes with its password.
+    w.secrets
+        .insert(("bgp-passwords".into(), "tor-b".into()), "from-k8s".into());
+    let p = w.plan("n1");
+    assert_eq!(addrs(&p), ["198.51.100.1", "198.51.100.2"]);
+    assert_eq!(p.peers[1].password.as_deref(), Some("from-k8s"));
 }

@@ -4,7 +4,8 @@
 //!   an owner reference);
 //! - [`pods`]: this node's Pods decorate the `WorkloadEndpoint`s felix writes at CNI ADD
 //!   (labels, named ports, service account, read from the Pod rather than CNI_ARGS) and
-//!   keep them in step afterwards.
+//!   keep them in step afterwards;
+//! - [`secrets`]: the TCP-MD5 passwords `BGPPeer`s name in Secrets.
 //!
 //! The client comes from the datastore (`--kubeconfig` / `KUBECONFIG`, else the in-cluster
 //! service account, whose token kube-rs re-reads from its file at least once a minute, so
@@ -12,6 +13,7 @@
 
 pub mod node_sync;
 pub mod pods;
+pub mod secrets;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -74,6 +76,11 @@ impl KubeMode {
             }
         };
         (self.given.0.or(k4), self.given.1.or(k6))
+    }
+
+    /// Reads the BGP password Secrets.
+    pub fn secrets(&self) -> secrets::SecretReader {
+        secrets::SecretReader::new(self.client.clone())
     }
 
     /// What decorates the endpoints felix writes.
