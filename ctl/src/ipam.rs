@@ -108,7 +108,8 @@ fn show(inv: &Inventory, show_blocks: bool, out: &mut dyn Write) -> Result<()> {
             out,
             "{:<20} {:<28} {:>12} {:>8} {:>12} {:>9} {:>7}",
             name,
-            u.cidr,
+            // IpNet's Display ignores width: pad the string.
+            u.cidr.to_string(),
             u.size,
             u.used,
             u.size.saturating_sub(u.used),
@@ -131,7 +132,7 @@ fn show(inv: &Inventory, show_blocks: bool, out: &mut dyn Write) -> Result<()> {
             writeln!(
                 out,
                 "{:<28} {:<20} {:<24} {:>6} {:>8} {:>6}",
-                b.cidr,
+                b.cidr.to_string(),
                 inv.pool_of(&b.cidr)
                     .map(|p| p.name.as_str())
                     .unwrap_or("(none)"),
