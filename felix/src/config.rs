@@ -8,15 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use twill_api::datastore::DatastoreArgs;
 
-/// The policy dataplane.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum DataplaneKind {
-    /// One nftables table, `inet twill` (the default).
-    #[default]
-    Nftables,
-    /// iptables-restore with ipsets, for kernels or distributions without nftables.
-    Iptables,
-}
+pub use crate::policy::DataplaneKind;
 
 /// Twill's per-node agent: pods, routes, BGP and policy for this node.
 #[derive(Parser, Debug, Clone)]

@@ -166,10 +166,7 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         CniService::new(node_ipam, store.clone(), pods.clone(), mtu)
             .with_policy_wait(programmed_rx, POLICY_WAIT),
     );
-    let policy = crate::policy::PolicyEngine::new(match cfg.dataplane {
-        crate::config::DataplaneKind::Nftables => crate::policy::DataplaneKind::Nftables,
-        crate::config::DataplaneKind::Iptables => crate::policy::DataplaneKind::Iptables,
-    })?;
+    let policy = crate::policy::PolicyEngine::new(cfg.dataplane)?;
 
     let (tx, mut rx) = mpsc::channel::<Change>(4096);
     let _watches = cache::watch_all(&ds, &tx);
@@ -186,17 +183,6 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
     let speaker = Speaker::start(reconcile::speaker_config(&plan, &announce)).await?;
     tracing::info!(asn = plan.asn, router_id = %plan.router_id, peers = plan.peers.len(), "BGP speaker started");
     health.set_speaker_metrics(speaker.metrics()).await;
-    let labels = snapshot
-        .nodes
-        .get(&cfg.node_name)
-        .and_then(|n| n.metadata.labels.clone())
-        .unwrap_or_default();
-    if snapshot.is_complete() {
-        families_tx.send_replace(Some(ipam::families_from(
-            snapshot.policy.pools.values().map(AsRef::as_ref),
-            &labels,
-        )));
-    }
     let slot: bgp_api::SpeakerSlot = Arc::new(RwLock::new(Arc::new(speaker)));
     let reconciler = reconcile::Reconciler {
         node: cfg.node_name.clone(),
@@ -217,6 +203,8 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         secrets,
         passwords,
     };
+    // IPAM knows the families before the agent socket takes the first ADD.
+    reconciler.publish_families();
 
     let socket = crate::cni::bind(&cfg.agent_socket).map_err(|source| AgentError::Socket {
         path: cfg.agent_socket.display().to_string(),

@@ -277,7 +277,12 @@ impl Reconciler {
         Ok(())
     }
 
-    fn publish_families(&self) {
+    /// Tells IPAM which families this node's pools serve (only once the snapshot is
+    /// complete: before that, IPAM reads them from the datastore).
+    pub fn publish_families(&self) {
+        if !self.snapshot.is_complete() {
+            return;
+        }
         let labels = self
             .snapshot
             .nodes
@@ -411,9 +416,7 @@ impl Reconciler {
                         pending.merge(Dirty::of_kind(c.kind));
                         (c.apply)(&mut self.snapshot);
                     }
-                    if self.snapshot.is_complete() {
-                        self.publish_families();
-                    }
+                    self.publish_families();
                     if retry_at.is_some() {
                         // Let the retry timer pace a failing step.
                         continue;

@@ -13,10 +13,11 @@ use super::ir::Ir;
 use super::nft::apply::{NftDataplane, PushStats};
 use super::nft::netlink::NetlinkError;
 
-/// Which dataplane renders the policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which dataplane renders the policy (felix's `--dataplane`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum DataplaneKind {
     /// One `inet twill` table over netlink (the default).
+    #[default]
     Nftables,
     /// `iptables-restore`/`ip6tables-restore` and `ipset`.
     Iptables,
