@@ -112,6 +112,18 @@ pub fn run_plugin(ns: &str, bin: &std::path::Path, env: &[(&str, &str)], stdin: 
     }
 }
 
+/// Link kinds that would mean encapsulation (Twill never makes any).
+pub const TUNNEL_KINDS: [&str; 8] = [
+    "vxlan",
+    "ipip",
+    "gre",
+    "gretap",
+    "ip6tnl",
+    "sit",
+    "wireguard",
+    "geneve",
+];
+
 /// Link kinds in a namespace (`ip -d -o link`), e.g. "veth", "bridge".
 pub fn link_kinds(ns: &str) -> BTreeSet<String> {
     let out = sys::ip_in(ns, &["-d", "-o", "link", "show"]).unwrap();
@@ -120,20 +132,8 @@ pub fn link_kinds(ns: &str) -> BTreeSet<String> {
         let words: Vec<&str> = line.split_whitespace().collect();
         // After "link/ether ... " the detail section names the kind as its first word on
         // the same line, e.g. "veth", "bridge", "vxlan id 42", "ipip remote any".
-        for kind in [
-            "veth",
-            "bridge",
-            "vxlan",
-            "ipip",
-            "gre",
-            "gretap",
-            "ip6tnl",
-            "sit",
-            "wireguard",
-            "geneve",
-            "tun",
-        ] {
-            if words.contains(&kind) {
+        for kind in ["veth", "bridge", "tun"].iter().chain(TUNNEL_KINDS.iter()) {
+            if words.contains(kind) {
                 kinds.insert(kind.to_string());
             }
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use twill_api::resources::IPAMBlock;
 use twill_ipam::inventory::{Inventory, WorkloadSource};
-use twill_tests::{LabGuard, eventually, link_kinds, routes};
+use twill_tests::{LabGuard, TUNNEL_KINDS, eventually, link_kinds, routes};
 use twillctl::lab::picture::ping;
 use twillctl::lab::{PodSpec, TorKind};
 
@@ -135,16 +135,7 @@ async fn fabric(prefix: &str, tor: TorKind) {
     // Plain IP: no tunnel device on any host.
     for ns in st.nodes.iter().map(|n| &n.netns).chain([&st.tor_netns]) {
         let kinds = link_kinds(ns);
-        for tunnel in [
-            "vxlan",
-            "ipip",
-            "gre",
-            "gretap",
-            "ip6tnl",
-            "sit",
-            "wireguard",
-            "geneve",
-        ] {
+        for tunnel in TUNNEL_KINDS {
             assert!(
                 !kinds.contains(tunnel),
                 "{ns} has a {tunnel} device: {kinds:?}"

@@ -4,10 +4,7 @@
 
 use std::path::Path;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
-use twill_api::DatastoreError;
-use twill_api::resources::native::Namespace;
 
 use super::cni::{self, Attachment};
 use super::state::{PodState, update};
@@ -77,17 +74,7 @@ impl Lab {
         netns: &str,
     ) -> Result<PodState, LabError> {
         let ds = self.datastore().await?;
-        let ns_object = Namespace {
-            metadata: ObjectMeta {
-                name: Some(namespace.to_string()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        match ds.create(&ns_object).await {
-            Ok(_) | Err(DatastoreError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        super::up::ensure_namespace(&ds, namespace).await?;
         sys::netns_add(netns)?;
         let container_id = format!("{}-{}", self.name, spec.name);
         let netns_path = format!("/var/run/netns/{netns}");

@@ -119,11 +119,16 @@ async fn seed(ds: &Datastore, tor: TorKind) -> Result<(), LabError> {
         )
         .await?;
     }
+    ensure_namespace(ds, "default").await
+}
+
+/// Makes the Kubernetes `Namespace` exist in the lab's datastore (policy selects on it).
+pub(super) async fn ensure_namespace(ds: &Datastore, name: &str) -> Result<(), LabError> {
     create_or_keep(
         ds,
         &Namespace {
             metadata: ObjectMeta {
-                name: Some("default".into()),
+                name: Some(name.to_string()),
                 ..Default::default()
             },
             ..Default::default()
