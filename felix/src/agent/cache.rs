@@ -51,6 +51,9 @@ impl Snapshot {
 /// A change to apply to the snapshot, and the kind it concerns.
 pub struct Change {
     pub kind: &'static str,
+    /// The node the changed object belongs to, for kinds that name one (a
+    /// `WorkloadEndpoint`'s `spec.node`); `None` for other kinds and for re-lists.
+    pub node: Option<String>,
     pub apply: Box<dyn FnOnce(&mut Snapshot) + Send>,
 }
 
@@ -62,6 +65,10 @@ impl std::fmt::Debug for Change {
 
 /// Where in the snapshot a kind lives, and how it is keyed there.
 pub trait Cached: Resource {
+    /// The node this object belongs to, when its kind names one.
+    fn node(&self) -> Option<&str> {
+        None
+    }
     fn upsert(s: &mut Snapshot, o: Self);
     fn remove(s: &mut Snapshot, o: &Self);
     fn replace_all(s: &mut Snapshot, items: Vec<Self>);
@@ -105,8 +112,12 @@ fn ns_key<T: kube::Resource>(o: &T) -> (String, String) {
 
 /// Kinds kept in the policy inputs, behind `Arc`s.
 macro_rules! cached_policy {
-    ($($ty:ty => $field:ident by $key:ident),* $(,)?) => {
+    ($($ty:ty => $field:ident by $key:ident $(, node $node:expr)?);* $(;)?) => {
         $(impl Cached for $ty {
+            $(fn node(&self) -> Option<&str> {
+                let node: fn(&Self) -> &str = $node;
+                Some(node(self))
+            })?
             fn upsert(s: &mut Snapshot, o: Self) {
                 s.policy.$field.insert($key(&o), Arc::new(o));
             }
@@ -121,11 +132,11 @@ macro_rules! cached_policy {
 }
 
 cached_policy! {
-    IPPool => pools by name_key,
-    WorkloadEndpoint => endpoints by ns_key,
-    Namespace => namespaces by name_key,
-    NetworkPolicy => network_policies by ns_key,
-    GlobalNetworkPolicy => global_policies by name_key,
+    IPPool => pools by name_key;
+    WorkloadEndpoint => endpoints by ns_key, node |w| w.spec.node.as_str();
+    Namespace => namespaces by name_key;
+    NetworkPolicy => network_policies by ns_key;
+    GlobalNetworkPolicy => global_policies by name_key;
 }
 
 /// The snapshot key of an object.
@@ -140,6 +151,12 @@ pub fn key_of<T: kube::Resource>(o: &T) -> Key {
 
 fn change_of<T: Cached>(event: WatchEvent<T>) -> Change {
     let kind = T::kind_info().kind;
+    let node = match &event {
+        WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
+            o.node().map(str::to_string)
+        }
+        WatchEvent::Relisted { .. } => None,
+    };
     let apply: Box<dyn FnOnce(&mut Snapshot) + Send> = match event {
         WatchEvent::Added(o) | WatchEvent::Modified(o) => Box::new(move |s| T::upsert(s, o)),
         WatchEvent::Deleted(o) => Box::new(move |s| T::remove(s, &o)),
@@ -150,7 +167,7 @@ fn change_of<T: Cached>(event: WatchEvent<T>) -> Change {
             }
         }),
     };
-    Change { kind, apply }
+    Change { kind, node, apply }
 }
 
 /// Watches one kind until the receiver goes away.

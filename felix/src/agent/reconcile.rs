@@ -52,9 +52,10 @@ impl Dirty {
         self.bgp || self.routes || self.policy || self.policy_check
     }
 
-    fn of_kind(kind: &str) -> Dirty {
+    /// What a change makes stale on node `me`.
+    fn of_change(c: &Change, me: &str) -> Dirty {
         let mut d = Dirty::default();
-        match kind {
+        match c.kind {
             "Node" | "BGPPeer" | "BGPFilter" => d.bgp = true,
             // Its communities tag what the node announces.
             "BGPConfiguration" => {
@@ -63,7 +64,9 @@ impl Dirty {
             }
             "IPAMBlock" => d.routes = true,
             "WorkloadEndpoint" => {
-                d.routes = true;
+                // Host routes follow this node's endpoints only; a pod elsewhere changes
+                // selector memberships, not this node's routes.
+                d.routes = c.node.as_deref().is_none_or(|n| n == me);
                 d.policy = true;
             }
             "Namespace" | "NetworkPolicy" | "GlobalNetworkPolicy" | "IPPool" => d.policy = true,
@@ -409,11 +412,11 @@ impl Reconciler {
             tokio::select! {
                 c = changes.recv() => {
                     let Some(c) = c else { return };
-                    pending.merge(Dirty::of_kind(c.kind));
+                    pending.merge(Dirty::of_change(&c, &self.node));
                     (c.apply)(&mut self.snapshot);
                     // Take the whole burst before reconciling once.
                     while let Ok(c) = changes.try_recv() {
-                        pending.merge(Dirty::of_kind(c.kind));
+                        pending.merge(Dirty::of_change(&c, &self.node));
                         (c.apply)(&mut self.snapshot);
                     }
                     self.publish_families();
@@ -445,5 +448,34 @@ impl Reconciler {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(kind: &'static str, node: Option<&str>) -> Change {
+        Change {
+            kind,
+            node: node.map(str::to_string),
+            apply: Box::new(|_| {}),
+        }
+    }
+
+    #[test]
+    fn only_this_nodes_endpoints_make_host_routes_stale() {
+        let local = Dirty::of_change(&change("WorkloadEndpoint", Some("n1")), "n1");
+        assert!(local.routes && local.policy);
+        let remote = Dirty::of_change(&change("WorkloadEndpoint", Some("n2")), "n1");
+        assert!(
+            !remote.routes && remote.policy,
+            "a remote pod changes policy only"
+        );
+        let relist = Dirty::of_change(&change("WorkloadEndpoint", None), "n1");
+        assert!(relist.routes && relist.policy);
+        let cfg = Dirty::of_change(&change("BGPConfiguration", None), "n1");
+        assert!(cfg.bgp && cfg.routes && !cfg.policy);
+        assert!(!Dirty::of_change(&change("Namespace", None), "n1").routes);
     }
 }
