@@ -353,12 +353,23 @@ impl CniService {
     }
 
     /// CNI GC: removes every attachment of this network not in `cni.dev/valid-attachments`,
-    /// and releases IPAM handles of the network that no valid attachment owns.
+    /// and releases IPAM handles of the network that no valid attachment owns. A GC without
+    /// the list is an invalid configuration (code 7) and removes nothing.
     pub async fn gc(&self, req: &CniRequest) -> CniOutcome {
         let (conf, raw) = parse_config(req)?;
         let _guard = self.lock.read().await;
+        // Without the list, "not named" would mean every pod of the node: a GC must name
+        // what is valid, or it removes nothing.
         let valid: Vec<(String, String)> = match raw.get("cni.dev/valid-attachments") {
-            None => Vec::new(),
+            None => {
+                return Err(CniError::new(
+                    code::INVALID_CONFIG,
+                    "GC without cni.dev/valid-attachments: refusing to remove anything",
+                )
+                .with_details(
+                    "the runtime must list every attachment that is still valid (CNI 1.1)",
+                ));
+            }
             Some(v) => v
                 .as_array()
                 .ok_or_else(|| {
