@@ -45,6 +45,11 @@ pub struct Metrics {
     pub announced_prefixes: Gauge,
     pub bgp_peers_configured: Gauge,
     pub drift_repairs: Counter,
+    /// What the inventory audit reclaimed, by kind (`allocation`, `endpoint`).
+    pub audit_reclaimed: Family<Vec<(String, String)>, Counter>,
+    /// Inconsistencies the last audit found and left to the runtime, by kind
+    /// (`missing_interface`, `unknown_interface`).
+    pub inconsistencies: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl Default for Metrics {
@@ -92,6 +97,18 @@ impl Default for Metrics {
             "Reconciles triggered by a change to felix-owned kernel state",
             drift_repairs.clone(),
         );
+        let audit_reclaimed = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "audit_reclaimed",
+            "Allocations and endpoints the node audit reclaimed (their container is gone)",
+            audit_reclaimed.clone(),
+        );
+        let inconsistencies = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "inconsistencies",
+            "Endpoints without their interface and tw* interfaces without an endpoint",
+            inconsistencies.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -101,6 +118,8 @@ impl Default for Metrics {
             announced_prefixes,
             bgp_peers_configured,
             drift_repairs,
+            audit_reclaimed,
+            inconsistencies,
         }
     }
 }
@@ -111,6 +130,23 @@ impl Metrics {
             .get_or_create(&vec![("result".to_string(), result.to_string())])
             .inc();
         self.reconcile_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Records one audit's findings.
+    pub fn audited(&self, r: &super::audit::AuditReport) {
+        let kind = |k: &str| vec![("kind".to_string(), k.to_string())];
+        self.audit_reclaimed
+            .get_or_create(&kind("endpoint"))
+            .inc_by(r.removed_endpoints.len() as u64);
+        self.audit_reclaimed
+            .get_or_create(&kind("allocation"))
+            .inc_by(r.freed_handles.len() as u64);
+        self.inconsistencies
+            .get_or_create(&kind("missing_interface"))
+            .set(r.missing_interfaces.len() as i64);
+        self.inconsistencies
+            .get_or_create(&kind("unknown_interface"))
+            .set(r.unknown_interfaces.len() as i64);
     }
 
     fn encode(&self) -> String {
