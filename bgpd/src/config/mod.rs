@@ -12,7 +12,7 @@ use std::path::Path;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-pub use peer::{Family, GracefulRestartConfig, PeerConfig};
+pub use peer::{BfdConfig, Family, GracefulRestartConfig, PeerConfig};
 
 use crate::policy::Filter;
 

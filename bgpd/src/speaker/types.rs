@@ -38,6 +38,16 @@ pub struct PeerStatus {
     pub accepted: u64,
     pub advertised: u64,
     pub last_error: Option<String>,
+    /// BFD for this peer, when configured.
+    pub bfd: Option<BfdPeerStatus>,
+}
+
+/// A peer's BFD session as the control API shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BfdPeerStatus {
+    pub session: crate::bfd::SessionStatus,
+    /// The BGP session is held down until BFD is Up again.
+    pub holding_bgp: bool,
 }
 
 /// Which table to list.
