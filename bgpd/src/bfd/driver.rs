@@ -255,7 +255,7 @@ impl Driver {
                 };
                 if let Err(e) = &packet {
                     metrics.bfd_dropped(e.kind());
-                    tracing::debug!(src = %dgram.src, error = %e, "BFD packet discarded");
+                    tracing::trace!(src = %dgram.src, error = %e, "BFD packet discarded");
                     continue;
                 }
                 // Backpressure: under a storm, packets wait in the socket buffer and the
