@@ -1,4 +1,4 @@
-//! The standalone speaker's YAML configuration (DESIGN.md "Standalone bgpd configuration"):
+//! The standalone speaker's YAML configuration (docs/ARCHITECTURE.md "Standalone bgpd configuration"):
 //! parsing, defaults and validation. Every error names the field at fault.
 //!
 //! This module only turns text into checked values; it never opens sockets or files other
