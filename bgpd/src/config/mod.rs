@@ -31,6 +31,15 @@ pub enum ConfigError {
     Invalid { field: String, reason: String },
 }
 
+impl From<crate::policy::InvalidRule> for ConfigError {
+    fn from(e: crate::policy::InvalidRule) -> Self {
+        Self::Invalid {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
 impl ConfigError {
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {
