@@ -27,6 +27,7 @@ pub mod kubernetes;
 pub mod local;
 pub mod node;
 pub mod reconcile;
+pub mod unknown_ifaces;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,6 +204,7 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         policy_applied: false,
         secrets,
         passwords,
+        unknown_ifaces: Default::default(),
     };
     // IPAM knows the families before the agent socket takes the first ADD.
     reconciler.publish_families();
