@@ -222,6 +222,7 @@ fn peers_json(peers: &[pb::Peer]) -> serde_json::Value {
                     "routerId": p.router_id, "prefixesReceived": p.prefixes_received,
                     "prefixesAccepted": p.prefixes_accepted,
                     "prefixesAdvertised": p.prefixes_advertised, "lastError": p.last_error,
+                    "held": p.held,
                 })
             })
             .collect(),
@@ -295,7 +296,9 @@ pub fn render_peers(peers: &[pb::Peer]) -> String {
     let rows: Vec<Vec<String>> = peers
         .iter()
         .map(|p| {
-            let info = if p.state == "Established" || p.last_error.is_empty() {
+            let info = if !p.held.is_empty() {
+                format!("Held ({})", p.held)
+            } else if p.state == "Established" || p.last_error.is_empty() {
                 p.state.clone()
             } else {
                 format!("{} ({})", p.state, p.last_error)
@@ -306,6 +309,8 @@ pub fn render_peers(peers: &[pb::Peer]) -> String {
                 p.r#type.clone(),
                 if p.state == "Established" {
                     "up"
+                } else if !p.held.is_empty() {
+                    "held"
                 } else {
                     "start"
                 }
@@ -389,6 +394,7 @@ mod tests {
             prefixes_accepted: 2,
             prefixes_advertised: 1,
             last_error: err.to_owned(),
+            held: String::new(),
         }
     }
 
@@ -403,6 +409,13 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("Active (hold timer expired)"), "{s}");
+        let mut held = peer("192.0.2.4", "Idle", "");
+        held.held = "BGPFilter tor-out not found".into();
+        let s = render_peers(&[held]);
+        assert!(
+            s.contains("held") && s.contains("Held (BGPFilter tor-out not found)"),
+            "{s}"
+        );
         assert!(s.contains("3/2/1"), "{s}");
         let widths: Vec<usize> = s.lines().map(str::len).collect();
         assert!(

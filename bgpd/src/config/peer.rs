@@ -120,6 +120,11 @@ pub struct PeerConfig {
     /// peers (what a node tells its top-of-rack router: "my blocks", not the whole mesh).
     #[serde(default)]
     pub export_local_only: bool,
+    /// Held, with the reason (a reference of the peer's configuration that does not
+    /// resolve, e.g. a missing filter or password): no session is started or accepted, so
+    /// nothing is imported or exported, until the configuration comes without it.
+    #[serde(default)]
+    pub held: Option<String>,
 }
 
 impl PeerConfig {
@@ -143,6 +148,7 @@ impl PeerConfig {
             export: Vec::new(),
             connect_retry: None,
             export_local_only: false,
+            held: None,
         }
     }
 

@@ -20,6 +20,7 @@ pub fn peer(p: PeerStatus) -> pb::Peer {
         accepted,
         advertised,
         last_error,
+        held,
     } = p;
     let since_unix = since
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -41,6 +42,7 @@ pub fn peer(p: PeerStatus) -> pb::Peer {
         prefixes_accepted: accepted,
         prefixes_advertised: advertised,
         last_error: last_error.unwrap_or_default(),
+        held: held.unwrap_or_default(),
     }
 }
 

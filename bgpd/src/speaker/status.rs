@@ -30,6 +30,7 @@ impl Owner {
                 accepted: p.accepted,
                 advertised: p.out.len() as u64,
                 last_error: p.last_error.clone(),
+                held: p.cfg.held.clone(),
             })
             .collect();
         v.sort_by_key(|p| p.address);

@@ -38,6 +38,8 @@ pub struct PeerStatus {
     pub accepted: u64,
     pub advertised: u64,
     pub last_error: Option<String>,
+    /// Why the peer is held (no session, nothing in or out), if it is.
+    pub held: Option<String>,
 }
 
 /// Which table to list.

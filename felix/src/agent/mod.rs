@@ -205,6 +205,7 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         secrets,
         passwords,
         unknown_ifaces: Default::default(),
+        ds: ds.clone(),
     };
     // IPAM knows the families before the agent socket takes the first ADD.
     reconciler.publish_families();

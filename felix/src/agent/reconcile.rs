@@ -159,6 +159,8 @@ pub struct Reconciler {
     pub secrets: Option<SecretReader>,
     /// The passwords read at the last BGP sync.
     pub passwords: BTreeMap<(String, String), String>,
+    /// Where peer status (`ReferencesResolved`) is written.
+    pub ds: twill_api::Datastore,
     /// Workload interfaces without endpoint, as last reported.
     pub unknown_ifaces: super::unknown_ifaces::UnknownReport,
 }
@@ -187,6 +189,16 @@ impl Reconciler {
             .metrics
             .bgp_peers_configured
             .set(plan.peers.len() as i64);
+        if let Err(e) = super::bgp::status::report(
+            &self.ds,
+            &self.snapshot.bgp_peers,
+            &plan.filters,
+            &self.passwords,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "writing BGPPeer status");
+        }
         if plan == self.applied {
             return Ok(());
         }
