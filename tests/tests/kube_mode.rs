@@ -338,6 +338,8 @@ async fn twill_in_kubernetes_mode_end_to_end() {
             (TW_GROUP, "ipamhandles", "create"),
             (TW_GROUP, "ipamhandles", "update"),
             (TW_GROUP, "ipamhandles", "delete"),
+            // A BGPPeer's ReferencesResolved condition (no BGPPeer here).
+            (TW_GROUP, "bgppeers/status", "update"),
         ],
     );
     check_rbac(

@@ -205,7 +205,7 @@ impl Owner {
             Command::Accepted(stream, addr) => {
                 let ip = session::unmap(addr.ip());
                 match self.peers.get(&ip) {
-                    Some(p) if !p.shut && !self.bfd_held.contains(&ip) => {
+                    Some(p) if !p.shut && p.cfg.held.is_none() && !self.bfd_held.contains(&ip) => {
                         p.session.send(SessionCmd::Accepted(stream));
                     }
                     _ => tracing::debug!(%ip, "connection from an unknown peer refused"),
@@ -460,7 +460,16 @@ impl Owner {
             connect_retry: Duration::from_secs(u64::from(cfg.connect_retry.unwrap_or(5).max(1))),
             max_retry: Duration::from_secs(60),
         };
-        let handle = session::spawn(key, fsm, session::connect_params(&cfg), self.ev_tx.clone());
+        if let Some(reason) = &cfg.held {
+            tracing::warn!(peer = %cfg.address, %reason, "peer held: no session until resolved");
+        }
+        let handle = session::spawn(
+            key,
+            fsm,
+            session::connect_params(&cfg),
+            self.ev_tx.clone(),
+            cfg.held.is_none(),
+        );
         let peer = Peer {
             import: self.resolve(&cfg.import),
             export: self.resolve(&cfg.export),
