@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
@@ -129,6 +130,12 @@ impl RealApiServer {
     /// (bounded) until `/readyz` answers ok. Blocking: call it from a plain thread, from
     /// `Netns::run`, or through `tokio::task::spawn_blocking`.
     pub fn start() -> Result<RealApiServer, KubeRealError> {
+        Self::start_with(&[])
+    }
+
+    /// Like [`start`](Self::start), with extra kube-apiserver flags (`--watch-cache=false`:
+    /// watches read etcd directly, so compacting etcd makes an old watch get 410 Gone).
+    pub fn start_with(extra_args: &[&str]) -> Result<RealApiServer, KubeRealError> {
         let binary = apiserver_binary()?;
         let etcd = EtcdServer::start()?;
         let dir = tempfile::Builder::new()
@@ -149,7 +156,7 @@ impl RealApiServer {
             // A port picked by binding :0 can be taken before the server binds it: then it
             // exits at once and we try another.
             let port = free_port()?;
-            let mut apiserver = Self::spawn(&binary, &etcd, &certs, dir.path(), port)?;
+            let mut apiserver = Self::spawn(&binary, &etcd, &certs, dir.path(), port, extra_args)?;
             let kubeconfig = kubeconfig_text(port, &certs.ca_cert, &admin_token, "default");
             match wait_ready(&mut apiserver, &kubeconfig, deadline) {
                 Ok(()) => break (apiserver, port),
@@ -179,6 +186,7 @@ impl RealApiServer {
         certs: &Certs,
         dir: &Path,
         port: u16,
+        extra_args: &[&str],
     ) -> Result<ChildGuard, KubeRealError> {
         let path = |p: &Path| p.display().to_string();
         let mut cmd = Command::new(binary);
@@ -210,6 +218,7 @@ impl RealApiServer {
             "--logtostderr=true".into(),
             "--v=1".into(),
         ]);
+        cmd.args(extra_args);
         Ok(ChildGuard::spawn("kube-apiserver", cmd)?.with_grace(Duration::from_secs(5)))
     }
 
@@ -461,6 +470,40 @@ pub async fn apply(client: &kube::Client, object: &Value) -> Result<Value, KubeR
         .await
         .map_err(|source| KubeRealError::Api { what, source })?;
     serde_json::to_value(stored).map_err(|e| KubeRealError::Setup(e.to_string()))
+}
+
+/// Applies every CustomResourceDefinition in `crds` and waits (bounded) until each is
+/// Established, so its kind can be served.
+pub async fn install_crds(client: &kube::Client, crds: &[Value]) -> Result<(), KubeRealError> {
+    for crd in crds {
+        apply(client, crd).await?;
+    }
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds {
+        let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+        crate::wait::wait_until_async(
+            &format!("CRD {name} to be Established"),
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || async {
+                let crd = api.get(name).await.map_err(|e| e.to_string())?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                if established {
+                    Ok(())
+                } else {
+                    Err("not yet".to_string())
+                }
+            },
+        )
+        .await
+        .map_err(|e| KubeRealError::Setup(e.to_string()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
