@@ -8,7 +8,7 @@ fn main() {
     // A runtime always writes the configuration; a read error leaves it empty, which the
     // configuration check then reports as undecodable.
     let _ = std::io::stdin().read_to_end(&mut stdin);
-    let out = twill_cni::run::run(|k| std::env::var(k).ok(), &stdin);
+    let out = twill_cni_plugin::run::run(|k| std::env::var(k).ok(), &stdin);
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.stdout.as_bytes());
     let _ = stdout.flush();

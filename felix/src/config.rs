@@ -1,4 +1,4 @@
-//! felix's command line and environment (DESIGN.md "Binaries, flags and environment"),
+//! felix's command line and environment (docs/ARCHITECTURE.md "Binaries, flags and environment"),
 //! parsed and checked before any runtime starts, so a bad setting exits 64 at once.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -1,6 +1,6 @@
 use super::*;
 
-const DESIGN_EXAMPLE: &str = r#"
+const DOCUMENTED_EXAMPLE: &str = r#"
 asn: 64512                 # 4-byte ASNs allowed
 router_id: 192.0.2.2
 listen: { address: "::", port: 179 }   # port 0 = do not listen (active only)
@@ -25,7 +25,7 @@ fn err(text: &str) -> String {
 
 #[test]
 fn design_example_parses() {
-    let c = Config::parse(DESIGN_EXAMPLE).unwrap();
+    let c = Config::parse(DOCUMENTED_EXAMPLE).unwrap();
     assert_eq!(c.asn, 64512);
     assert_eq!(c.originate.len(), 2);
     assert!(c.kernel.install);
