@@ -11,7 +11,9 @@
 //! - GET (object; list with its resourceVersion; `?watch=true&resourceVersion=N` streaming
 //!   newline-delimited events), POST (201; 409 AlreadyExists), PUT (409 Conflict when the
 //!   body's resourceVersion is stale; a status subresource that changes only status),
-//!   DELETE (409 on a failed precondition);
+//!   DELETE (409 on a failed precondition); `metadata.generation` counting changes outside
+//!   metadata and status, and finalizers (a delete only sets `deletionTimestamp` until an
+//!   update removes the last finalizer);
 //! - `fieldSelector` and `labelSelector` on lists and watches (a watched object that stops
 //!   matching arrives as DELETED, one that starts matching as ADDED);
 //! - a watch from a revision older than the last [`compact`](FakeApiServer::compact) gets
