@@ -10,7 +10,7 @@ fn main() {
     // to refuse an oversized one without reading it all.
     let limit = twill_cni::config::MAX_CONFIG_BYTES as u64 + 1;
     let _ = std::io::stdin().take(limit).read_to_end(&mut stdin);
-    let out = twill_cni::run::run(|k| std::env::var(k).ok(), &stdin);
+    let out = twill_cni_plugin::run::run(|k| std::env::var(k).ok(), &stdin);
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.stdout.as_bytes());
     let _ = stdout.flush();

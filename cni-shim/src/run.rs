@@ -3,10 +3,10 @@
 //! Kept apart from `main` so it can be tested without a process; it never exits the
 //! process itself.
 
-use crate::config::{self, CONNECT_TIMEOUT};
-use crate::env::read_env;
-use crate::request::CniRequest;
-use crate::spec::{CniError, CniVersion, Command, code, version_json};
+use twill_cni::config::{self, CONNECT_TIMEOUT};
+use twill_cni::env::read_env;
+use twill_cni::request::CniRequest;
+use twill_cni::spec::{CniError, CniVersion, Command, code, version_json};
 
 /// What to print on stdout and the exit status.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,9 +6,9 @@
 //! - an endpoint whose container is gone (its network namespace file no longer exists in
 //!   a directory that does) is torn down: interface, addresses, record;
 //! - an allocation of this node that no endpoint owns is released;
-//! - an endpoint whose container is alive but whose host interface is missing, and a
-//!   `tw*` interface no endpoint owns, are reported (logged once, counted): only the
-//!   runtime knows whether that container still matters.
+//! - an endpoint whose container is alive but whose host interface is missing is
+//!   reported (logged once, counted): only the runtime knows whether that container
+//!   still matters. (`tw*` interfaces no endpoint owns are the reconciler's report.)
 //!
 //! It runs with the CNI lock held for writing, so no ADD is half done while it looks.
 
@@ -21,7 +21,7 @@ use tokio::sync::RwLock;
 use super::endpoints::EndpointStore;
 use crate::cni::{Endpoint, Endpoints, Ipam};
 use crate::dataplane::PodNetwork;
-use crate::dataplane::names::{HOST_VETH_PREFIX, host_veth_name};
+use crate::dataplane::names::host_veth_name;
 
 /// What one audit found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -32,8 +32,6 @@ pub struct AuditReport {
     pub freed_handles: Vec<String>,
     /// Endpoints of live containers whose host interface is missing: (endpoint, interface).
     pub missing_interfaces: Vec<(String, String)>,
-    /// `tw*` interfaces that no endpoint owns.
-    pub unknown_interfaces: Vec<String>,
 }
 
 /// Whether the container behind `netns` is certainly gone: its namespace file is missing
@@ -122,7 +120,6 @@ impl Audit {
             .link_names()
             .await
             .map_err(|e| format!("listing interfaces: {e}"))?;
-        let mut expected = BTreeSet::new();
         for ep in &kept {
             let ifname = if ep.host_ifname.is_empty() {
                 host_veth_name(&ep.key.workload_id())
@@ -130,16 +127,9 @@ impl Audit {
                 ep.host_ifname.clone()
             };
             if !links.contains(&ifname) {
-                report
-                    .missing_interfaces
-                    .push((describe(ep), ifname.clone()));
+                report.missing_interfaces.push((describe(ep), ifname));
             }
-            expected.insert(ifname);
         }
-        report.unknown_interfaces = links
-            .into_iter()
-            .filter(|l| l.starts_with(HOST_VETH_PREFIX) && !expected.contains(l))
-            .collect();
         Ok(report)
     }
 }

@@ -47,9 +47,10 @@ pub struct Metrics {
     pub drift_repairs: Counter,
     /// What the inventory audit reclaimed, by kind (`allocation`, `endpoint`).
     pub audit_reclaimed: Family<Vec<(String, String)>, Counter>,
-    /// Inconsistencies the last audit found and left to the runtime, by kind
-    /// (`missing_interface`, `unknown_interface`).
+    /// Endpoints the last audit found without their host interface, left to the runtime
+    /// (kind `missing_interface`).
     pub inconsistencies: Family<Vec<(String, String)>, Gauge>,
+    pub unknown_workload_interfaces: Gauge,
 }
 
 impl Default for Metrics {
@@ -106,8 +107,14 @@ impl Default for Metrics {
         let inconsistencies = Family::<Vec<(String, String)>, Gauge>::default();
         registry.register(
             "inconsistencies",
-            "Endpoints without their interface and tw* interfaces without an endpoint",
+            "Endpoints whose host interface is missing while their container lives",
             inconsistencies.clone(),
+        );
+        let unknown_workload_interfaces = Gauge::default();
+        registry.register(
+            "unknown_workload_interfaces",
+            "Workload (tw*) interfaces with no endpoint on this node: shut by policy",
+            unknown_workload_interfaces.clone(),
         );
         Metrics {
             registry,
@@ -120,6 +127,7 @@ impl Default for Metrics {
             drift_repairs,
             audit_reclaimed,
             inconsistencies,
+            unknown_workload_interfaces,
         }
     }
 }
@@ -144,9 +152,6 @@ impl Metrics {
         self.inconsistencies
             .get_or_create(&kind("missing_interface"))
             .set(r.missing_interfaces.len() as i64);
-        self.inconsistencies
-            .get_or_create(&kind("unknown_interface"))
-            .set(r.unknown_interfaces.len() as i64);
     }
 
     fn encode(&self) -> String {
