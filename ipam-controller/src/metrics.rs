@@ -38,6 +38,8 @@ pub struct Metrics {
     pub errors: Family<Labels, Counter>,
     /// 1 while this replica leads.
     pub leader: Gauge,
+    /// Times this replica lost its lease while leading (it then campaigns again).
+    pub leader_losses: Counter,
     /// Reconciliation passes completed.
     pub passes: Counter,
 }
@@ -71,6 +73,7 @@ impl Default for Metrics {
             gc_released: Family::default(),
             errors: Family::default(),
             leader: Gauge::default(),
+            leader_losses: Counter::default(),
             passes: Counter::default(),
             registry: Registry::default(),
         };
@@ -111,6 +114,11 @@ impl Default for Metrics {
             "leader",
             "1 while this replica is the leader",
             m.leader.clone(),
+        );
+        registry.register(
+            "leader_losses",
+            "Times this replica lost its lease while leading and stepped down",
+            m.leader_losses.clone(),
         );
         registry.register(
             "reconcile_passes",
