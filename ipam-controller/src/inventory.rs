@@ -38,7 +38,13 @@ pub struct Workload {
     pub handle: Option<String>,
     /// Its addresses.
     pub addrs: Vec<IpAddr>,
+    /// The host interface its node's felix reported missing (`twill.dev/interface-missing`).
+    pub missing_interface: Option<String>,
 }
+
+/// The annotation felix puts on an endpoint whose host interface vanished while its
+/// container lives: the interface's name.
+pub const INTERFACE_MISSING: &str = "twill.dev/interface-missing";
 
 /// The live workloads, indexed.
 #[derive(Clone, Debug, Default)]
@@ -137,6 +143,11 @@ pub async fn load_workloads(
                 name: w.spec.pod.clone().or(w.metadata.name).unwrap_or_default(),
                 handle: w.spec.ipam_handle_id.clone(),
                 addrs: addrs_of_networks(&w.spec.ip_networks),
+                missing_interface: w
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(INTERFACE_MISSING).cloned()),
             })
             .collect(),
         WorkloadSource::Pods => ds
@@ -156,6 +167,7 @@ pub async fn load_workloads(
                     name: p.metadata.name.unwrap_or_default(),
                     handle: None,
                     addrs: addrs_of_networks(&ips),
+                    missing_interface: None,
                 }
             })
             .collect(),
@@ -247,6 +259,14 @@ impl Inventory {
                 block: name.clone(),
                 reason: reason.clone(),
             });
+        }
+        for w in &self.workloads.all {
+            if let Some(interface) = &w.missing_interface {
+                out.push(Finding::InterfaceMissing {
+                    workload: format!("{}/{}", w.namespace, w.name),
+                    interface: interface.clone(),
+                });
+            }
         }
         let mut holders: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
         for (ip, _, a) in self.used() {
@@ -377,6 +397,8 @@ pub enum Finding {
     BlockOfMissingNode { block: IpNet, node: String },
     /// A block with allocations outside every pool.
     OutsidePools { block: IpNet, used: usize },
+    /// A workload whose host interface is gone (reported by its node's felix).
+    InterfaceMissing { workload: String, interface: String },
 }
 
 impl fmt::Display for Finding {
@@ -412,6 +434,13 @@ impl fmt::Display for Finding {
                     "block {block} with {used} addresses in use is outside every pool"
                 )
             }
+            Finding::InterfaceMissing {
+                workload,
+                interface,
+            } => write!(
+                f,
+                "interface missing: workload {workload} has no host interface {interface} (its container lives; the runtime must re-add it)"
+            ),
         }
     }
 }

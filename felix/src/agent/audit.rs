@@ -7,8 +7,9 @@
 //!   a directory that does) is torn down: interface, addresses, record;
 //! - an allocation of this node that no endpoint owns is released;
 //! - an endpoint whose container is alive but whose host interface is missing is
-//!   reported (logged once, counted): only the runtime knows whether that container
-//!   still matters. (`tw*` interfaces no endpoint owns are the reconciler's report.)
+//!   reported (logged once, counted, and marked on the endpoint with
+//!   `twill.dev/interface-missing`, which `twillctl ipam check` reports): only the
+//!   runtime knows whether that container still matters. (`tw*` interfaces no endpoint owns are the reconciler's report.)
 //!
 //! It runs with the CNI lock held for writing, so no ADD is half done while it looks.
 
@@ -127,6 +128,10 @@ impl Audit {
                 ep.host_ifname.clone()
             };
             if !links.contains(&ifname) {
+                // Recorded on the endpoint too, for `twillctl ipam check`.
+                if let Err(e) = self.store.mark_interface_missing(ep, &ifname).await {
+                    tracing::warn!(error = %e, endpoint = %describe(ep), "cannot mark the endpoint's missing interface");
+                }
                 report.missing_interfaces.push((describe(ep), ifname));
             }
         }

@@ -1,6 +1,8 @@
 //! Drift detection: a netlink monitor (like `ip monitor route link`) that wakes the
 //! reconciler when something felix or its speaker owns changes behind its back: a route
-//! of Twill's protocols deleted or replaced, a `tw*` link removed. The reconciler then
+//! of Twill's protocols deleted or replaced, a `tw*` link removed; and an nf_tables
+//! monitor (like `nft monitor`) for felix's policy table (or, with the iptables
+//! dataplane, any table: iptables-nft keeps its chains there). The reconciler then
 //! re-reads the kernel and repairs; this module only notices.
 
 use futures::StreamExt;
@@ -12,6 +14,8 @@ use rtnetlink::MulticastGroup;
 use tokio::sync::mpsc;
 
 use crate::dataplane::{BGPD_ROUTE_PROTOCOL, ROUTE_PROTOCOL};
+use crate::policy::DataplaneKind;
+use crate::policy::names::TABLE;
 use twill_bgpd::task::TaskGuard;
 
 /// What changed.
@@ -23,6 +27,9 @@ pub enum Drift {
     BgpRoute,
     /// A felix-owned link went away.
     Link,
+    /// nf_tables changed in a table felix's policy lives in (its own changes included:
+    /// the reconciler checks before it rewrites anything).
+    Policy,
 }
 
 fn ours(r: &RouteMessage) -> Option<Drift> {
@@ -47,6 +54,18 @@ pub fn classify(msg: &RouteNetlinkMessage) -> Option<Drift> {
         RouteNetlinkMessage::DelLink(l) if felix_link(l) => Some(Drift::Link),
         _ => None,
     }
+}
+
+/// Starts the nf_tables monitor for `dataplane`'s tables in the current network namespace.
+pub fn monitor_policy(
+    dataplane: DataplaneKind,
+    tx: mpsc::UnboundedSender<Drift>,
+) -> std::io::Result<()> {
+    let wanted = move |table: &str| match dataplane {
+        DataplaneKind::Nftables => table == TABLE,
+        DataplaneKind::Iptables => true,
+    };
+    crate::policy::nft::monitor::watch(wanted, tx, Drift::Policy)
 }
 
 /// Starts the monitor in the current network namespace; drift is reported on `tx`.

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use twill_api::resources::{WorkloadEndpoint, WorkloadEndpointSpec};
 use twill_api::{Datastore, DatastoreError};
+use twill_ipam::inventory::INTERFACE_MISSING;
 
 use crate::cni::{Endpoint, EndpointKey, Endpoints, StoreError};
 
@@ -191,6 +192,29 @@ impl EndpointStore {
     pub fn with_decorator(mut self, decorator: Option<Arc<dyn Decorate>>) -> Self {
         self.decorator = decorator;
         self
+    }
+
+    /// Marks the endpoint's resource with the host interface found missing
+    /// ([`INTERFACE_MISSING`]), for `twillctl ipam check` and whoever reads it. A new ADD
+    /// writes the resource afresh, without the mark.
+    pub async fn mark_interface_missing(
+        &self,
+        ep: &Endpoint,
+        ifname: &str,
+    ) -> Result<(), StoreError> {
+        let name = endpoint_name(&self.node, &ep.pod_name, &ep.key);
+        let mut object = self
+            .ds
+            .get::<WorkloadEndpoint>(Some(namespace_of(ep)), &name)
+            .await
+            .map_err(store_err)?;
+        let annotations = object.metadata.annotations.get_or_insert_default();
+        if annotations.get(INTERFACE_MISSING).map(String::as_str) == Some(ifname) {
+            return Ok(());
+        }
+        annotations.insert(INTERFACE_MISSING.to_string(), ifname.to_string());
+        self.ds.update(&object).await.map_err(store_err)?;
+        Ok(())
     }
 
     /// Every local endpoint (all networks).

@@ -234,6 +234,7 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
     tracing::info!(socket = %cfg.agent_socket.display(), "serving CNI and BGP control");
 
     let (drift_tx, drift_rx) = mpsc::unbounded_channel();
+    drift::monitor_policy(cfg.dataplane, drift_tx.clone()).map_err(AgentError::Monitor)?;
     let _monitor = drift::monitor(drift_tx).map_err(AgentError::Monitor)?;
     reconciler.run(rx, drift_rx, shutdown).await;
 

@@ -290,7 +290,19 @@ impl Reconciler {
             .metrics
             .local_endpoints
             .set(endpoints.len() as i64);
-        let desired = desired_routes(&owned, &endpoints);
+        // An endpoint whose interface vanished gets no route (the audit reports it): a
+        // route through a missing device would fail this pass every second.
+        let links = self
+            .pods
+            .link_names()
+            .await
+            .map_err(|e| format!("listing interfaces: {e}"))?;
+        let present: Vec<_> = endpoints
+            .iter()
+            .filter(|e| e.host_ifname.is_empty() || links.contains(&e.host_ifname))
+            .cloned()
+            .collect();
+        let desired = desired_routes(&owned, &present);
         let ops = self
             .pods
             .sync_routes(&desired)
@@ -515,15 +527,24 @@ impl Reconciler {
                             kinds.push(d);
                         }
                     }
-                    tracing::info!(drift = ?kinds, "kernel state changed behind felix's back");
-                    self.health.metrics.drift_repairs.inc();
+                    // Every policy change notifies, felix's own too: the check decides
+                    // whether it was drift (and then logs and counts it).
+                    let kernel: Vec<Drift> =
+                        kinds.iter().copied().filter(|d| *d != Drift::Policy).collect();
+                    if !kernel.is_empty() {
+                        tracing::info!(drift = ?kernel, "kernel state changed behind felix's back");
+                        self.health.metrics.drift_repairs.inc();
+                    }
+                    pending.policy_check |= kinds.contains(&Drift::Policy);
+                    // A vanished pod interface: the audit reports its endpoint.
+                    pending.audit |= kinds.contains(&Drift::Link);
                     if kinds.contains(&Drift::BgpRoute) {
                         let speaker = self.speaker.read().await.clone();
                         if let Err(e) = speaker.resync_kernel() {
                             tracing::warn!(error = %e, "asking the speaker to repair its routes");
                         }
                     }
-                    pending.routes |= kinds.iter().any(|d| *d != Drift::BgpRoute);
+                    pending.routes |= kernel.iter().any(|d| *d != Drift::BgpRoute);
                 }
                 _ = resync.tick() => pending = Dirty::all(),
                 () = retry => {}

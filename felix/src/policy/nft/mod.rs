@@ -6,5 +6,6 @@
 pub mod apply;
 pub mod encode;
 pub mod model;
+pub mod monitor;
 pub mod netlink;
 pub mod render;
