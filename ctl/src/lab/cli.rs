@@ -65,6 +65,9 @@ pub enum LabCommand {
     /// (internal) The datastore relay process.
     #[command(hide = true)]
     Relay(RelayArgs),
+    /// (internal) Restarts the lab's processes when they die, with back-off.
+    #[command(hide = true)]
+    Supervise,
 }
 
 /// `lab pod ...`.
@@ -197,6 +200,10 @@ impl LabArgs {
             }
             LabCommand::Relay(args) => {
                 super::relay::run(args)?;
+                Ok(0)
+            }
+            LabCommand::Supervise => {
+                super::supervise::run(name)?;
                 Ok(0)
             }
         }

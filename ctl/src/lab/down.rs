@@ -20,6 +20,14 @@ impl Lab {
         };
         let mut namespaces = Vec::new();
         if let Some(st) = &state {
+            // The supervisor first, or it would restart what is being stopped.
+            for p in st
+                .processes
+                .iter()
+                .filter(|p| p.name == super::supervise::NAME)
+            {
+                sys::stop(p, Duration::from_secs(5));
+            }
             for node in &st.nodes {
                 if let Some(p) = &node.felix {
                     sys::stop(p, Duration::from_secs(5));

@@ -20,6 +20,7 @@ pub mod picture;
 mod pods;
 pub mod relay;
 pub mod state;
+pub mod supervise;
 pub mod sys;
 pub mod tor;
 mod up;

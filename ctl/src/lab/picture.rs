@@ -70,6 +70,28 @@ fn w(e: std::io::Error) -> LabError {
     LabError::Command(format!("writing output: {e}"))
 }
 
+/// One line per process the lab runs (the supervisor restarts those that die): whether
+/// it is up, its PID and how often it was restarted.
+fn processes(st: &State, out: &mut dyn Write) -> Result<(), LabError> {
+    writeln!(
+        out,
+        "{:<20} {:<6} {:<8} RESTARTS",
+        "PROCESS", "STATE", "PID"
+    )
+    .map_err(w)?;
+    let felixes = st.nodes.iter().filter_map(|n| n.felix.as_ref());
+    for p in st.processes.iter().chain(felixes) {
+        let state = if sys::alive(p) { "up" } else { "down" };
+        writeln!(
+            out,
+            "{:<20} {:<6} {:<8} {}",
+            p.name, state, p.pid, p.restarts
+        )
+        .map_err(w)?;
+    }
+    writeln!(out).map_err(w)
+}
+
 impl Lab {
     /// Prints the picture; with `ping`, the ping matrix too.
     pub async fn picture(&self, out: &mut dyn Write, ping: bool) -> Result<(), LabError> {
@@ -88,6 +110,7 @@ impl Lab {
             st.etcd_local_url
         )
         .map_err(w)?;
+        processes(&st, out)?;
         writeln!(
             out,
             "{:<8} {:<20} {:<12} {:<6} {:<6} {:<8} BLOCKS",

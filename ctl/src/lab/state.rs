@@ -28,6 +28,21 @@ pub struct Proc {
     pub program: String,
     pub pid: i32,
     pub log: PathBuf,
+    /// How to start it again (the supervisor restarts it when it dies).
+    #[serde(default)]
+    pub launch: Option<Launch>,
+    /// How often the supervisor restarted it.
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+/// A process's command line, namespace and environment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Launch {
+    pub netns: Option<String>,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 /// One node.

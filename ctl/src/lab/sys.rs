@@ -135,6 +135,16 @@ pub fn spawn(
             .unwrap_or_default(),
         pid,
         log: log.to_path_buf(),
+        launch: Some(super::state::Launch {
+            netns: ns.map(str::to_string),
+            program: program.to_path_buf(),
+            args: args.to_vec(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        }),
+        restarts: 0,
     })
 }
 

@@ -439,6 +439,15 @@ impl Lab {
             let felix = start_felix(&st, i, &spec.dataplane, &spec.felix_log)?;
             record(&self.name, |s| s.nodes[i - 1].felix = Some(felix))?;
         }
+        let supervisor = sys::spawn(
+            None,
+            super::supervise::NAME,
+            &spec.bin_dir.join("twillctl"),
+            &[s("lab"), s("--name"), self.name.clone(), s("supervise")],
+            &[],
+            &dir.join("supervisor.log"),
+        )?;
+        record(&self.name, |s| s.processes.push(supervisor))?;
         Ok(())
     }
 
@@ -479,10 +488,12 @@ impl Lab {
             .nodes
             .get(i.wrapping_sub(1))
             .ok_or_else(|| LabError::Usage(format!("no node {i}")))?;
+        // Forget it first: the supervisor restarts only what the record still names.
+        record(&self.name, |s| s.nodes[i - 1].felix = None)?;
         if let Some(p) = &node.felix {
             sys::stop(p, Duration::from_secs(10));
         }
-        record(&self.name, |s| s.nodes[i - 1].felix = None)
+        Ok(())
     }
 
     /// Starts felix on node `i` again.
