@@ -18,7 +18,9 @@
 mod export;
 mod ingest;
 mod kernel_feed;
+mod kernel_route;
 mod owner;
+mod peer;
 mod policy_change;
 mod status;
 mod types;
