@@ -35,6 +35,8 @@ pub struct Metrics {
     pub errors: Family<Labels, Counter>,
     /// 1 while this replica leads.
     pub leader: Gauge,
+    /// Times this replica lost its lease while leading (it then campaigns again).
+    pub leader_losses: Counter,
     /// Reconciliation passes completed.
     pub passes: Counter,
 }
@@ -76,6 +78,7 @@ impl Metrics {
             gc_released: Family::default(),
             errors: Family::default(),
             leader: Gauge::default(),
+            leader_losses: Counter::default(),
             passes: Counter::default(),
         };
         registry.register("pool_size", "Addresses in the pool", m.pool_size.clone());
@@ -115,6 +118,11 @@ impl Metrics {
             "leader",
             "1 while this replica is the leader",
             m.leader.clone(),
+        );
+        registry.register(
+            "leader_losses",
+            "Times this replica lost its lease while leading and stepped down",
+            m.leader_losses.clone(),
         );
         registry.register(
             "reconcile_passes",

@@ -37,6 +37,11 @@ pub struct Metrics {
     pub announced_prefixes: Gauge,
     pub bgp_peers_configured: Gauge,
     pub drift_repairs: Counter,
+    /// What the inventory audit reclaimed, by kind (`allocation`, `endpoint`).
+    pub audit_reclaimed: Family<Vec<(String, String)>, Counter>,
+    /// Endpoints the last audit found without their host interface, left to the runtime
+    /// (kind `missing_interface`).
+    pub inconsistencies: Family<Vec<(String, String)>, Gauge>,
     pub unknown_workload_interfaces: Gauge,
 }
 
@@ -86,6 +91,18 @@ impl Metrics {
             "Reconciles triggered by a change to felix-owned kernel state",
             drift_repairs.clone(),
         );
+        let audit_reclaimed = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "audit_reclaimed",
+            "Allocations and endpoints the node audit reclaimed (their container is gone)",
+            audit_reclaimed.clone(),
+        );
+        let inconsistencies = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "inconsistencies",
+            "Endpoints whose host interface is missing while their container lives",
+            inconsistencies.clone(),
+        );
         let unknown_workload_interfaces = Gauge::default();
         registry.register(
             "unknown_workload_interfaces",
@@ -100,6 +117,8 @@ impl Metrics {
             announced_prefixes,
             bgp_peers_configured,
             drift_repairs,
+            audit_reclaimed,
+            inconsistencies,
             unknown_workload_interfaces,
         }
     }
@@ -112,6 +131,21 @@ impl Metrics {
             .inc();
         self.reconcile_seconds.observe(took.as_secs_f64());
     }
+
+    /// Records one audit's findings.
+    pub fn audited(&self, r: &super::audit::AuditReport) {
+        let kind = |k: &str| vec![("kind".to_string(), k.to_string())];
+        self.audit_reclaimed
+            .get_or_create(&kind("endpoint"))
+            .inc_by(r.removed_endpoints.len() as u64);
+        self.audit_reclaimed
+            .get_or_create(&kind("allocation"))
+            .inc_by(r.freed_handles.len() as u64);
+        self.inconsistencies
+            .get_or_create(&kind("missing_interface"))
+            .set(r.missing_interfaces.len() as i64);
+    }
+
 }
 
 /// Shared health state: the probes and the process's one registry (felix's families and
