@@ -76,7 +76,7 @@ fn apply_round_trips_every_kind_then_delete_removes() {
         if let Some(ns) = expected["metadata"]["namespace"].as_str() {
             args.extend(["-n", ns]);
         }
-        let mut get = vec!["get"];
+        let mut get = vec!["get", "--show-secrets"];
         get.extend(&args);
         let actual = get_json(&etcd, &get);
         // asdot is stored normalised.
@@ -296,4 +296,21 @@ fn crds_and_version_need_no_datastore() {
         .unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("twillctl "));
     let _ = Path::new(EVERY_KIND);
+}
+
+#[test]
+fn get_bgppeer_redacts_inline_passwords_unless_show_secrets() {
+    let etcd = EtcdServer::start().unwrap();
+    ok(twillctl(&etcd, &["apply", "-f", EVERY_KIND]));
+    let yaml = ok(twillctl(&etcd, &["get", "bgppeer", "tor", "-o", "yaml"]));
+    assert!(!yaml.contains("secret\n"), "{yaml}");
+    let parsed: Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(parsed["spec"]["password"]["value"], "<redacted>", "{yaml}");
+    let list = get_json(&etcd, &["get", "bgppeers"]);
+    assert_eq!(list["items"][0]["spec"]["password"]["value"], "<redacted>");
+    let json = ok(twillctl(&etcd, &["get", "bgppeer", "tor", "-o", "json"]));
+    assert!(!json.contains("\"secret\""), "{json}");
+    // The stored value is intact, and shown on request.
+    let shown = get_json(&etcd, &["get", "bgppeer", "tor", "--show-secrets"]);
+    assert_eq!(shown["spec"]["password"]["value"], "secret");
 }
