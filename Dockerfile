@@ -19,7 +19,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
-      -p twill-cni -p twill-felix -p twill-ipam -p twill-bgpd -p twillctl --bins \
+      -p twill-cni-plugin -p twill-felix -p twill-ipam -p twill-bgpd -p twillctl --bins \
  && mkdir -p /out \
  && cp target/release/twill target/release/twill-felix target/release/twill-ipam-controller \
        target/release/twill-bgpd target/release/twillctl /out/

@@ -4,6 +4,7 @@
 //! The embeddable API is [`speaker::Speaker`]: start it with a [`speaker::SpeakerConfig`],
 //! change peers live, originate and withdraw prefixes, subscribe to events.
 
+pub mod bfd;
 pub mod config;
 pub mod control;
 pub mod fsm;

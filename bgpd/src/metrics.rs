@@ -51,6 +51,20 @@ pub struct Metrics {
     prefixes: Family<PrefixLabel, Gauge>,
     updates: Family<DirectionLabel, Counter>,
     errors: Family<ErrorLabel, Counter>,
+    bfd_up: Gauge,
+    bfd_transitions: Family<BfdStateLabel, Counter>,
+    bfd_detections: Counter,
+    bfd_dropped: Family<ReasonLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BfdStateLabel {
+    to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
 }
 
 impl Default for Metrics {
@@ -70,12 +84,40 @@ impl Metrics {
         registry.register("prefixes", "Prefixes per peer by kind", prefixes.clone());
         registry.register("updates", "UPDATE messages by direction", updates.clone());
         registry.register("errors", "Session errors by kind", errors.clone());
+        let bfd_up = Gauge::default();
+        let bfd_transitions = Family::<BfdStateLabel, Counter>::default();
+        let bfd_detections = Counter::default();
+        let bfd_dropped = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "bfd_sessions_up",
+            "BFD sessions in state Up",
+            bfd_up.clone(),
+        );
+        registry.register(
+            "bfd_transitions",
+            "BFD session state changes by new state",
+            bfd_transitions.clone(),
+        );
+        registry.register(
+            "bfd_detections",
+            "BFD sessions that went down because the detection time passed",
+            bfd_detections.clone(),
+        );
+        registry.register(
+            "bfd_dropped",
+            "BFD packets discarded, by reason",
+            bfd_dropped.clone(),
+        );
         Self {
             registry,
             sessions,
             prefixes,
             updates,
             errors,
+            bfd_up,
+            bfd_transitions,
+            bfd_detections,
+            bfd_dropped,
         }
     }
 
@@ -93,6 +135,34 @@ impl Metrics {
 
     pub fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&ErrorLabel { kind }).inc();
+    }
+
+    /// A BFD session changed state; `detected` when the detection time ran out.
+    pub fn bfd_transition(&self, to: &'static str, detected: bool) {
+        self.bfd_transitions
+            .get_or_create(&BfdStateLabel { to })
+            .inc();
+        if detected {
+            self.bfd_detections.inc();
+        }
+    }
+
+    pub fn bfd_sessions_up(&self, n: usize) {
+        self.bfd_up.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A BFD packet was discarded (`reason` is a fixed kind, e.g. "ttl").
+    pub fn bfd_dropped(&self, reason: &'static str) {
+        self.bfd_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Discarded BFD packets of one reason so far (for tests and status).
+    pub fn bfd_dropped_count(&self, reason: &'static str) -> u64 {
+        self.bfd_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .get()
     }
 
     /// Refreshes the gauges from (peer, state, received, accepted, advertised).
@@ -159,5 +229,23 @@ mod tests {
             text.contains("twill_bgp_errors_total{kind=\"hold_timer_expired\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn exposition_names_bfd_sessions_transitions_detections_and_drops() {
+        let m = Metrics::new();
+        m.bfd_transition("Up", false);
+        m.bfd_transition("Down", true);
+        m.bfd_sessions_up(2);
+        m.bfd_dropped("ttl");
+        let text = m.encode();
+        for want in [
+            "twill_bgp_bfd_sessions_up 2",
+            "twill_bgp_bfd_transitions_total{to=\"Down\"} 1",
+            "twill_bgp_bfd_detections_total 1",
+            "twill_bgp_bfd_dropped_total{reason=\"ttl\"} 1",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
     }
 }

@@ -13,8 +13,8 @@ use tonic::transport::{Endpoint, Uri};
 use twill_proto::agent as pb;
 use twill_proto::agent::agent_client::AgentClient;
 
-use crate::request::{CniOutcome, CniRequest, outcome_from_pb};
-use crate::spec::{CniError, Command, code};
+use twill_cni::request::{CniOutcome, CniRequest, outcome_from_pb};
+use twill_cni::spec::{CniError, Command, code};
 
 /// Connects to felix's agent socket; `connect_timeout` bounds the whole handshake.
 pub async fn connect(

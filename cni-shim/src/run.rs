@@ -3,10 +3,10 @@
 //! Kept apart from `main` so it can be tested without a process; it never exits the
 //! process itself.
 
-use crate::config::{self, CONNECT_TIMEOUT};
-use crate::env::read_env;
-use crate::request::CniRequest;
-use crate::spec::{CniError, CniVersion, Command, code, version_json};
+use twill_cni::config::{self, CONNECT_TIMEOUT};
+use twill_cni::env::read_env;
+use twill_cni::request::CniRequest;
+use twill_cni::spec::{CniError, CniVersion, Command, code, version_json};
 
 /// What to print on stdout and the exit status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,9 @@ impl Output {
 
 /// Runs the plugin: `get` reads the environment, `stdin` is the configuration.
 pub fn run(get: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Output {
+    if let Err(e) = config::check_size(stdin) {
+        return Output::error(&e, CniVersion::LATEST.as_str());
+    }
     // Errors are written in the version the configuration asked for when we know it.
     let sniffed = config::sniff_version(stdin);
     let err_version = sniffed

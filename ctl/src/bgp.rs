@@ -222,6 +222,12 @@ fn peers_json(peers: &[pb::Peer]) -> serde_json::Value {
                     "routerId": p.router_id, "prefixesReceived": p.prefixes_received,
                     "prefixesAccepted": p.prefixes_accepted,
                     "prefixesAdvertised": p.prefixes_advertised, "lastError": p.last_error,
+                    "bfd": p.bfd.as_ref().map(|b| serde_json::json!({
+                        "state": b.state, "remoteState": b.remote_state,
+                        "diagnostic": b.diagnostic, "txIntervalMs": b.tx_interval_ms,
+                        "detectTimeMs": b.detect_time_ms, "holdingBgp": b.holding_bgp,
+                    })),
+                    "held": p.held,
                 })
             })
             .collect(),
@@ -295,7 +301,9 @@ pub fn render_peers(peers: &[pb::Peer]) -> String {
     let rows: Vec<Vec<String>> = peers
         .iter()
         .map(|p| {
-            let info = if p.state == "Established" || p.last_error.is_empty() {
+            let info = if !p.held.is_empty() {
+                format!("Held ({})", p.held)
+            } else if p.state == "Established" || p.last_error.is_empty() {
                 p.state.clone()
             } else {
                 format!("{} ({})", p.state, p.last_error)
@@ -306,6 +314,8 @@ pub fn render_peers(peers: &[pb::Peer]) -> String {
                 p.r#type.clone(),
                 if p.state == "Established" {
                     "up"
+                } else if !p.held.is_empty() {
+                    "held"
                 } else {
                     "start"
                 }
@@ -316,6 +326,7 @@ pub fn render_peers(peers: &[pb::Peer]) -> String {
                     "{}/{}/{}",
                     p.prefixes_received, p.prefixes_accepted, p.prefixes_advertised
                 ),
+                bfd_cell(p.bfd.as_ref()),
             ]
         })
         .collect();
@@ -328,9 +339,28 @@ pub fn render_peers(peers: &[pb::Peer]) -> String {
             "SINCE",
             "INFO",
             "PREFIXES RCV/ACC/ADV",
+            "BFD",
         ],
         &rows,
     )
+}
+
+/// The BFD column: `-` without BFD, else the state, the negotiated interval × multiplier
+/// as the detection time once known, and whether BGP is held down by it.
+fn bfd_cell(b: Option<&pb::BfdStatus>) -> String {
+    let Some(b) = b else {
+        return "-".to_owned();
+    };
+    let mut s = b.state.clone();
+    if b.state == "Up" {
+        s.push_str(&format!(" {}ms/{}ms", b.tx_interval_ms, b.detect_time_ms));
+    } else if b.diagnostic != "none" {
+        s.push_str(&format!(" ({})", b.diagnostic));
+    }
+    if b.holding_bgp {
+        s.push_str(", holding BGP");
+    }
+    s
 }
 
 /// The route table of `bgp routes`.
@@ -389,7 +419,45 @@ mod tests {
             prefixes_accepted: 2,
             prefixes_advertised: 1,
             last_error: err.to_owned(),
+            bfd: None,
+            held: String::new(),
         }
+    }
+
+    #[test]
+    fn peer_table_has_a_bfd_column() {
+        let mut up = peer("192.0.2.2", "Established", "");
+        up.bfd = Some(pb::BfdStatus {
+            state: "Up".to_owned(),
+            remote_state: "Up".to_owned(),
+            diagnostic: "none".to_owned(),
+            local_discriminator: 1,
+            remote_discriminator: 2,
+            tx_interval_ms: 100,
+            detect_time_ms: 300,
+            holding_bgp: false,
+        });
+        let mut held = peer("192.0.2.3", "Active", "BFD down");
+        held.bfd = Some(pb::BfdStatus {
+            state: "Down".to_owned(),
+            diagnostic: "control detection time expired".to_owned(),
+            holding_bgp: true,
+            ..up.bfd.clone().unwrap()
+        });
+        let s = render_peers(&[up, held, peer("192.0.2.4", "Established", "")]);
+        assert!(s.contains("| BFD "), "{s}");
+        assert!(s.contains("| Up 100ms/300ms "), "{s}");
+        assert!(
+            s.contains("| Down (control detection time expired), holding BGP |"),
+            "{s}"
+        );
+        assert!(
+            s.lines()
+                .nth(5)
+                .unwrap_or("")
+                .ends_with("| -                                                  |"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -403,6 +471,13 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("Active (hold timer expired)"), "{s}");
+        let mut held = peer("192.0.2.4", "Idle", "");
+        held.held = "BGPFilter tor-out not found".into();
+        let s = render_peers(&[held]);
+        assert!(
+            s.contains("held") && s.contains("Held (BGPFilter tor-out not found)"),
+            "{s}"
+        );
         assert!(s.contains("3/2/1"), "{s}");
         let widths: Vec<usize> = s.lines().map(str::len).collect();
         assert!(

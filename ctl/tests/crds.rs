@@ -59,3 +59,51 @@ fn every_twill_kind_has_a_structural_crd_in_the_twill_group() {
         assert!(kinds.iter().any(|k| k == kind), "no CRD for {kind}");
     }
 }
+
+const REFERENCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/reference");
+
+/// docs/reference/ must be exactly the pages generated from the CRDs: no page missing,
+/// stale or extra. `UPDATE_REFERENCE=1` rewrites them (and then still checks).
+#[test]
+fn docs_reference_pages_equal_the_generated_ones() {
+    let pages = twillctl::resources::reference::reference_pages().unwrap();
+    let dir = std::path::Path::new(REFERENCE_DIR);
+    if std::env::var_os("UPDATE_REFERENCE").is_some() {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        for page in &pages {
+            std::fs::write(dir.join(&page.file), &page.markdown).unwrap();
+        }
+    }
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    on_disk.sort();
+    let mut expected: Vec<String> = pages.iter().map(|p| p.file.clone()).collect();
+    expected.sort();
+    assert_eq!(
+        on_disk, expected,
+        "docs/reference/ has other pages than the CRDs give; regenerate with\n  \
+         UPDATE_REFERENCE=1 cargo test -p twillctl --test crds"
+    );
+    for page in &pages {
+        let current = std::fs::read_to_string(dir.join(&page.file)).unwrap_or_default();
+        assert!(
+            current == page.markdown,
+            "docs/reference/{} differs from the CRD schemas; regenerate with\n  \
+             UPDATE_REFERENCE=1 cargo test -p twillctl --test crds",
+            page.file
+        );
+    }
+    assert!(
+        pages
+            .iter()
+            .any(|p| p.file == "ippool.md" && p.markdown.contains("spec.cidr")),
+        "the IPPool page documents spec.cidr"
+    );
+}

@@ -4,7 +4,7 @@
 //! same machine in the same run: 200 sequential ADDs and 50 concurrent ADDs each.
 //!
 //! Not run in CI. Run as root:
-//!   cargo build --release -p twill-cni && cargo bench -p twill-felix --bench cni_add
+//!   cargo build --release -p twill-cni-plugin && cargo bench -p twill-felix --bench cni_add
 //!
 //! The whole measurement runs inside a "node" network namespace (the process re-executes
 //! itself under `ip netns exec`), so both plugins are plain children in that namespace and
@@ -159,7 +159,7 @@ fn inner() {
     let twill = release.join("twill");
     assert!(
         twill.exists(),
-        "build it first: cargo build --release -p twill-cni"
+        "build it first: cargo build --release -p twill-cni-plugin"
     );
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("agent.sock");

@@ -1,4 +1,4 @@
-//! Connecting to the datastore from the flags every binary shares (DESIGN.md:
+//! Connecting to the datastore from the flags every binary shares (docs/ARCHITECTURE.md:
 //! `--datastore`, `--etcd-endpoints`, `--kubeconfig`; `twill_api`'s `DatastoreArgs`), plus
 //! the client leader election needs in that mode (etcd's, or the API server's).
 

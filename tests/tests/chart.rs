@@ -2,7 +2,7 @@
 //! `helm lint`, and `helm template` with the default values and the `ci/` combinations,
 //! every rendered object parsed as its Kubernetes type, and the node DaemonSet, the
 //! ipam-controller, RBAC, the conflist, the CRDs, the custom resources from values and the
-//! values schema checked against what issue 7 and DESIGN.md ask for.
+//! values schema checked against what docs/ARCHITECTURE.md asks for.
 //!
 //! Without helm these tests fail; they never skip.
 
@@ -46,7 +46,7 @@ const GROUP: &str = "networking.twill.dev";
 const NODE: &str = "twill-node";
 const IPAM: &str = "twill-ipam-controller";
 
-/// Twill's CRDs (DESIGN.md "Datastore", plus `IPReservation`), by plural, and whether each
+/// Twill's CRDs (docs/ARCHITECTURE.md "Datastore"), by plural, and whether each
 /// is namespaced.
 const CRDS: &[(&str, &str, bool)] = &[
     ("IPPool", "ippools", false),

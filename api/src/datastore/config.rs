@@ -21,7 +21,7 @@ pub enum DatastoreType {
     Etcd,
 }
 
-/// The datastore flags of DESIGN.md; `#[command(flatten)]` them into a binary's args.
+/// The datastore flags (docs/ARCHITECTURE.md, "Binaries, flags and environment"); `#[command(flatten)]` them into a binary's args.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct DatastoreArgs {
     /// Where resources live.

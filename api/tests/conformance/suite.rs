@@ -89,6 +89,12 @@ pub async fn crud(ds: &Datastore) {
 
 /// Namespaced kinds live per namespace; listing without one sees all.
 pub async fn namespaced(ds: &Datastore) {
+    // As in a cluster, objects live in namespaces that exist.
+    for name in ["ns-a", "ns-b"] {
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some(name.into());
+        ds.create(&ns).await.unwrap();
+    }
     for (ns, name) in [("ns-a", "web"), ("ns-b", "web"), ("ns-a", "db")] {
         let mut wep = WorkloadEndpoint::new(
             name,

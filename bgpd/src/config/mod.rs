@@ -1,4 +1,4 @@
-//! The standalone speaker's YAML configuration (DESIGN.md "Standalone bgpd configuration"):
+//! The standalone speaker's YAML configuration (docs/ARCHITECTURE.md "Standalone bgpd configuration"):
 //! parsing, defaults and validation. Every error names the field at fault.
 //!
 //! This module only turns text into checked values; it never opens sockets or files other
@@ -12,7 +12,7 @@ use std::path::Path;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-pub use peer::{Family, GracefulRestartConfig, PeerConfig};
+pub use peer::{BfdConfig, Family, GracefulRestartConfig, PeerConfig};
 
 use crate::policy::Filter;
 
@@ -29,6 +29,15 @@ pub enum ConfigError {
     Parse(String),
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+}
+
+impl From<crate::policy::InvalidRule> for ConfigError {
+    fn from(e: crate::policy::InvalidRule) -> Self {
+        Self::Invalid {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
 }
 
 impl ConfigError {

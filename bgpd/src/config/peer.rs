@@ -60,6 +60,88 @@ impl Default for GracefulRestartConfig {
     }
 }
 
+/// BFD for a peer (RFC 5880; single-hop RFC 5881 or multi-hop RFC 5883). A BFD session
+/// going Down takes the BGP session down at once, and BGP stays down until BFD is Up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BfdConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Required Min RX Interval: the fastest we want the peer to send (milliseconds).
+    #[serde(default = "default_bfd_interval")]
+    pub receive_interval_ms: u32,
+    /// Desired Min TX Interval once Up (milliseconds; 1 s until then).
+    #[serde(default = "default_bfd_interval")]
+    pub transmit_interval_ms: u32,
+    /// Packets missed before the peer declares us down.
+    #[serde(default = "default_detect_multiplier")]
+    pub detect_multiplier: u8,
+    /// UDP 4784, for a peer that is not on a shared link (RFC 5883).
+    #[serde(default)]
+    pub multihop: bool,
+    /// Send nothing until the peer has (RFC 5880 §6.1 passive role).
+    #[serde(default)]
+    pub passive: bool,
+    /// Multi-hop: drop packets that arrive with a lower TTL (single-hop always needs 255).
+    #[serde(default = "default_minimum_ttl")]
+    pub minimum_ttl: u8,
+}
+
+fn default_bfd_interval() -> u32 {
+    300
+}
+
+fn default_detect_multiplier() -> u8 {
+    3
+}
+
+fn default_minimum_ttl() -> u8 {
+    254
+}
+
+impl Default for BfdConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            receive_interval_ms: default_bfd_interval(),
+            transmit_interval_ms: default_bfd_interval(),
+            detect_multiplier: default_detect_multiplier(),
+            multihop: false,
+            passive: false,
+            minimum_ttl: default_minimum_ttl(),
+        }
+    }
+}
+
+impl BfdConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        for (name, v) in [
+            ("receive_interval_ms", self.receive_interval_ms),
+            ("transmit_interval_ms", self.transmit_interval_ms),
+        ] {
+            if !(10..=60_000).contains(&v) {
+                return Err(ConfigError::invalid(
+                    format!("{at}.bfd.{name}"),
+                    "must be 10 to 60000 milliseconds",
+                ));
+            }
+        }
+        if self.detect_multiplier == 0 {
+            return Err(ConfigError::invalid(
+                format!("{at}.bfd.detect_multiplier"),
+                "must be 1 to 255 (RFC 5880 §6.8.6 discards 0)",
+            ));
+        }
+        if self.minimum_ttl == 0 {
+            return Err(ConfigError::invalid(
+                format!("{at}.bfd.minimum_ttl"),
+                "must be 1 to 255",
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn default_families() -> Vec<Family> {
     vec![Family::Ipv4Unicast, Family::Ipv6Unicast]
 }
@@ -120,6 +202,14 @@ pub struct PeerConfig {
     /// peers (what a node tells its top-of-rack router: "my blocks", not the whole mesh).
     #[serde(default)]
     pub export_local_only: bool,
+    /// Bidirectional Forwarding Detection for this peer (off when absent).
+    #[serde(default)]
+    pub bfd: Option<BfdConfig>,
+    /// Held, with the reason (a reference of the peer's configuration that does not
+    /// resolve, e.g. a missing filter or password): no session is started or accepted, so
+    /// nothing is imported or exported, until the configuration comes without it.
+    #[serde(default)]
+    pub held: Option<String>,
 }
 
 impl PeerConfig {
@@ -143,7 +233,14 @@ impl PeerConfig {
             export: Vec::new(),
             connect_retry: None,
             export_local_only: false,
+            bfd: None,
+            held: None,
         }
+    }
+
+    /// The BFD settings when BFD is on for this peer.
+    pub fn bfd_enabled(&self) -> Option<&BfdConfig> {
+        self.bfd.as_ref().filter(|b| b.enabled)
     }
 
     pub(crate) fn validate(&self, at: &str, cfg: &Config) -> Result<(), ConfigError> {
@@ -203,6 +300,9 @@ impl PeerConfig {
                 format!("{at}.ttl_security"),
                 "hop count must be 1 to 254",
             ));
+        }
+        if let Some(b) = &self.bfd {
+            b.validate(at)?;
         }
         for (kind, names) in [("import", &self.import), ("export", &self.export)] {
             for (j, name) in names.iter().enumerate() {

@@ -1,6 +1,6 @@
 use super::*;
 
-const DESIGN_EXAMPLE: &str = r#"
+const DOCUMENTED_EXAMPLE: &str = r#"
 asn: 64512                 # 4-byte ASNs allowed
 router_id: 192.0.2.2
 listen: { address: "::", port: 179 }   # port 0 = do not listen (active only)
@@ -25,7 +25,7 @@ fn err(text: &str) -> String {
 
 #[test]
 fn design_example_parses() {
-    let c = Config::parse(DESIGN_EXAMPLE).unwrap();
+    let c = Config::parse(DOCUMENTED_EXAMPLE).unwrap();
     assert_eq!(c.asn, 64512);
     assert_eq!(c.originate.len(), 2);
     assert!(c.kernel.install);
@@ -139,4 +139,48 @@ fn filter_rule_of_the_wrong_family_is_named() {
         "asn: 65001\nrouter_id: 192.0.2.1\nfilters: {f: {import_v4: [{action: Accept, cidr: 'fd00::/8'}]}}\n",
     );
     assert!(e.starts_with("filters.f.import_v4[0].cidr:"), "{e}");
+}
+
+#[test]
+fn bfd_block_parses_with_defaults_for_what_is_left_out() {
+    let c = Config::parse(
+        "asn: 65001\nrouter_id: 192.0.2.1\npeers:\n  - address: 192.0.2.9\n    asn: 1\n    bfd: { receive_interval_ms: 100, transmit_interval_ms: 100 }\n  - address: 192.0.2.10\n    asn: 1\n",
+    )
+    .unwrap();
+    let b = c.peers[0].bfd_enabled().unwrap();
+    assert_eq!(
+        (
+            b.receive_interval_ms,
+            b.transmit_interval_ms,
+            b.detect_multiplier
+        ),
+        (100, 100, 3)
+    );
+    assert!(!b.multihop && !b.passive);
+    assert_eq!(b.minimum_ttl, 254);
+    assert!(c.peers[1].bfd_enabled().is_none());
+}
+
+#[test]
+fn bfd_disabled_block_is_off() {
+    let c = Config::parse(
+        "asn: 65001\nrouter_id: 192.0.2.1\npeers: [{address: 192.0.2.9, asn: 1, bfd: {enabled: false}}]\n",
+    )
+    .unwrap();
+    assert!(c.peers[0].bfd_enabled().is_none());
+}
+
+#[test]
+fn bfd_out_of_range_values_are_named() {
+    for (field, block) in [
+        ("detect_multiplier", "{detect_multiplier: 0}"),
+        ("receive_interval_ms", "{receive_interval_ms: 5}"),
+        ("transmit_interval_ms", "{transmit_interval_ms: 60001}"),
+        ("minimum_ttl", "{multihop: true, minimum_ttl: 0}"),
+    ] {
+        let e = err(&format!(
+            "asn: 65001\nrouter_id: 192.0.2.1\npeers: [{{address: 192.0.2.9, asn: 1, bfd: {block}}}]\n"
+        ));
+        assert!(e.starts_with(&format!("peers[0].bfd.{field}:")), "{e}");
+    }
 }

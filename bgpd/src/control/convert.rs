@@ -5,8 +5,9 @@ use std::time::SystemTime;
 
 use twill_proto::bgp as pb;
 
+use crate::bfd::SessionStatus;
 use crate::packet::{AsSegment, Origin, PathAttributes};
-use crate::speaker::{Event, PeerStatus, RouteEntry};
+use crate::speaker::{BfdPeerStatus, Event, PeerStatus, RouteEntry};
 
 pub fn peer(p: PeerStatus) -> pb::Peer {
     let PeerStatus {
@@ -20,6 +21,8 @@ pub fn peer(p: PeerStatus) -> pb::Peer {
         accepted,
         advertised,
         last_error,
+        bfd,
+        held,
     } = p;
     let since_unix = since
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -41,6 +44,35 @@ pub fn peer(p: PeerStatus) -> pb::Peer {
         prefixes_accepted: accepted,
         prefixes_advertised: advertised,
         last_error: last_error.unwrap_or_default(),
+        bfd: bfd.map(bfd_status),
+        held: held.unwrap_or_default(),
+    }
+}
+
+fn bfd_status(b: BfdPeerStatus) -> pb::BfdStatus {
+    let BfdPeerStatus {
+        session,
+        holding_bgp,
+    } = b;
+    let SessionStatus {
+        state,
+        remote_state,
+        diag,
+        local_discr,
+        remote_discr,
+        tx_interval,
+        detect_time,
+    } = session;
+    let ms = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+    pb::BfdStatus {
+        state: state.name().to_owned(),
+        remote_state: remote_state.name().to_owned(),
+        diagnostic: diag.name().to_owned(),
+        local_discriminator: local_discr,
+        remote_discriminator: remote_discr,
+        tx_interval_ms: ms(tx_interval),
+        detect_time_ms: ms(detect_time),
+        holding_bgp,
     }
 }
 

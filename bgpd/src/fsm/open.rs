@@ -33,6 +33,8 @@ pub mod cease {
     pub const ADMIN_RESET: u8 = 4;
     pub const OTHER_CONFIG_CHANGE: u8 = 6;
     pub const COLLISION: u8 = 7;
+    /// RFC 9384.
+    pub const BFD_DOWN: u8 = 10;
 }
 
 /// What our side of the session is configured to offer.

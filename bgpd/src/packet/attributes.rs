@@ -18,6 +18,7 @@ use std::net::Ipv4Addr;
 
 use bytes::{BufMut, BytesMut};
 
+use super::attr_header::put_header;
 use super::error::UpdateError;
 use super::iana::{attr_flags as fl, attr_type as ty};
 use super::{AS_TRANS, AsSegment, DecodeCxt, LargeCommunity, Origin};
@@ -263,26 +264,6 @@ fn reconcile_as4(
 
 // ---------------------------------------------------------------------------------------
 // Encoding.
-
-/// Writes an attribute header, choosing the Extended Length form only when needed.
-pub(crate) fn put_header(buf: &mut BytesMut, flags: u8, type_code: u8, len: usize) {
-    if len > 255 {
-        buf.put_u8(flags | fl::EXTENDED_LENGTH);
-        buf.put_u8(type_code);
-        buf.put_u16(len as u16);
-    } else {
-        buf.put_u8(flags & !fl::EXTENDED_LENGTH);
-        buf.put_u8(type_code);
-        buf.put_u8(len as u8);
-    }
-}
-
-/// Writes an attribute header in the Extended Length form whatever the length.
-pub(crate) fn put_extended_header(buf: &mut BytesMut, flags: u8, type_code: u8, len: usize) {
-    buf.put_u8(flags | fl::EXTENDED_LENGTH);
-    buf.put_u8(type_code);
-    buf.put_u16(len as u16);
-}
 
 /// Writes the Path Attributes field the way BIRD 2 and FRR do (so that our UPDATEs look
 /// like theirs on the wire): MP_REACH_NLRI first, then MP_UNREACH_NLRI, both with the

@@ -23,6 +23,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 
 mod aspath;
+mod attr_header;
 mod attributes;
 mod capability;
 pub mod error;

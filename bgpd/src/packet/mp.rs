@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bytes::{BufMut, BytesMut};
 
-use super::attributes::{put_extended_header, put_header};
+use super::attr_header::{put_extended_header, put_header};
 use super::iana::{attr_flags as fl, attr_type as ty};
 use super::{Afi, MpReach, MpUnreach, PathAttributes, Safi, nlri};
 

@@ -6,7 +6,6 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::Direction;
-use crate::config::ConfigError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 pub enum Action {
@@ -104,7 +103,8 @@ impl Filter {
         rules.iter().find(|r| r.matches(prefix)).map(|r| r.action)
     }
 
-    pub(crate) fn validate(&self, at: &str) -> Result<(), ConfigError> {
+    /// Checks the rules; the error names the offending field under `at`.
+    pub(crate) fn validate(&self, at: &str) -> Result<(), InvalidRule> {
         let lists = [
             ("import_v4", &self.import_v4, false),
             ("export_v4", &self.export_v4, false),
@@ -118,13 +118,13 @@ impl Filter {
                 if let Some(c) = &r.cidr
                     && matches!(c, IpNet::V6(_)) != v6
                 {
-                    return Err(ConfigError::invalid(
+                    return Err(InvalidRule::new(
                         format!("{field}.cidr"),
                         "address family does not match the rule list",
                     ));
                 }
                 if r.match_operator.is_some() && r.cidr.is_none() {
-                    return Err(ConfigError::invalid(
+                    return Err(InvalidRule::new(
                         format!("{field}.match_operator"),
                         "needs a cidr",
                     ));
@@ -132,7 +132,7 @@ impl Filter {
                 if let Some(pl) = &r.prefix_length {
                     let (lo, hi) = (pl.min.unwrap_or(0), pl.max.unwrap_or(max_len));
                     if lo > hi || hi > max_len {
-                        return Err(ConfigError::invalid(
+                        return Err(InvalidRule::new(
                             format!("{field}.prefix_length"),
                             format!("need min <= max <= {max_len}"),
                         ));
@@ -141,6 +141,22 @@ impl Filter {
             }
         }
         Ok(())
+    }
+}
+
+/// A rule that cannot be used, by field path (`filters.f.import_v4[0].cidr`) and reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidRule {
+    pub field: String,
+    pub reason: String,
+}
+
+impl InvalidRule {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 

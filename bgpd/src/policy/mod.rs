@@ -3,7 +3,7 @@
 
 mod filter;
 
-pub use filter::{Action, Filter, MatchOperator, PrefixLength, Rule};
+pub use filter::{Action, Filter, InvalidRule, MatchOperator, PrefixLength, Rule};
 
 use ipnet::IpNet;
 

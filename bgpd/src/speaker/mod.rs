@@ -31,7 +31,9 @@ use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use types::{Communities, Event, PeerStatus, RouteEntry, RouteQuery, RouteTable, SpeakerStats};
+pub use types::{
+    BfdPeerStatus, Communities, Event, PeerStatus, RouteEntry, RouteQuery, RouteTable, SpeakerStats,
+};
 
 use crate::config::{Config, PeerConfig};
 use crate::metrics::Metrics;

@@ -15,6 +15,7 @@ use super::export::{self, ExportCtx};
 use super::kernel_feed::{applied, kernel_route};
 use super::types::{Communities, Event, SpeakerStats};
 use super::{Command, SpeakerConfig};
+use crate::bfd::{self, Bfd, BfdEvent, PeerBfd, SessionStatus};
 use crate::config::{Family, PeerConfig};
 use crate::fsm::{DownReason, FsmConfig, LocalSide, Negotiated, State, cease};
 use crate::kernel::{KernelRoute, KernelSync};
@@ -94,6 +95,15 @@ pub(super) struct Owner {
     aux_tx: mpsc::UnboundedSender<Aux>,
     aux_rx: Option<mpsc::UnboundedReceiver<Aux>>,
     pub stats: SpeakerStats,
+    /// The BFD driver, started with the first peer that wants BFD.
+    bfd: Option<Bfd>,
+    bfd_tx: mpsc::UnboundedSender<BfdEvent>,
+    bfd_rx: Option<mpsc::UnboundedReceiver<BfdEvent>>,
+    /// The last BFD status of each peer with BFD on.
+    pub(super) bfd_status: HashMap<IpAddr, SessionStatus>,
+    /// Peers whose BFD session went down: their BGP session stays down (no connect, no
+    /// accept) until BFD is Up again.
+    pub(super) bfd_held: HashSet<IpAddr>,
 }
 
 impl Owner {
@@ -106,6 +116,7 @@ impl Owner {
     ) -> Self {
         let (ev_tx, ev_rx) = mpsc::channel(128);
         let (aux_tx, aux_rx) = mpsc::unbounded_channel();
+        let (bfd_tx, bfd_rx) = mpsc::unbounded_channel();
         let (kernel, existing) = match kernel {
             Some((k, e)) => (Some(k), (!e.is_empty()).then_some(e)),
             None => (None, None),
@@ -141,6 +152,11 @@ impl Owner {
             aux_tx,
             aux_rx: Some(aux_rx),
             stats: SpeakerStats::default(),
+            bfd: None,
+            bfd_tx,
+            bfd_rx: Some(bfd_rx),
+            bfd_status: HashMap::new(),
+            bfd_held: HashSet::new(),
         };
         o.originate(cfg.originate, Communities::default());
         o.set_peers(cfg.peers, cfg.filters);
@@ -148,7 +164,9 @@ impl Owner {
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
-        let (Some(mut ev_rx), Some(mut aux_rx)) = (self.ev_rx.take(), self.aux_rx.take()) else {
+        let (Some(mut ev_rx), Some(mut aux_rx), Some(mut bfd_rx)) =
+            (self.ev_rx.take(), self.aux_rx.take(), self.bfd_rx.take())
+        else {
             return;
         };
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -169,6 +187,7 @@ impl Owner {
                 },
                 Some(ev) = ev_rx.recv() => self.session_event(ev),
                 Some(aux) = aux_rx.recv() => self.aux(aux),
+                Some(ev) = bfd_rx.recv() => self.bfd_event(ev),
                 _ = tick.tick() => self.tick(),
             }
         }
@@ -186,7 +205,9 @@ impl Owner {
             Command::Accepted(stream, addr) => {
                 let ip = session::unmap(addr.ip());
                 match self.peers.get(&ip) {
-                    Some(p) if !p.shut => p.session.send(SessionCmd::Accepted(stream)),
+                    Some(p) if !p.shut && p.cfg.held.is_none() && !self.bfd_held.contains(&ip) => {
+                        p.session.send(SessionCmd::Accepted(stream));
+                    }
                     _ => tracing::debug!(%ip, "connection from an unknown peer refused"),
                 }
             }
@@ -298,6 +319,99 @@ impl Owner {
             self.remove_peer(addr, cease::OTHER_CONFIG_CHANGE);
             self.add_peer(cfg);
         }
+        self.sync_bfd();
+    }
+
+    /// Hands the BFD driver the peers that want BFD; releases held peers that no longer do.
+    fn sync_bfd(&mut self) {
+        let want: Vec<PeerBfd> = self
+            .peers
+            .values()
+            .filter_map(|p| {
+                let b = p.cfg.bfd_enabled()?;
+                Some(PeerBfd {
+                    peer: p.cfg.address,
+                    local: p.cfg.source_address,
+                    session: bfd::driver::session_config(
+                        b.receive_interval_ms,
+                        b.transmit_interval_ms,
+                        b.detect_multiplier,
+                        b.passive,
+                    ),
+                    multihop: b.multihop,
+                    min_ttl: b.minimum_ttl,
+                })
+            })
+            .collect();
+        self.bfd_status
+            .retain(|a, _| want.iter().any(|w| w.peer == *a));
+        let released: Vec<IpAddr> = self
+            .bfd_held
+            .iter()
+            .filter(|a| !want.iter().any(|w| w.peer == **a))
+            .copied()
+            .collect();
+        for a in released {
+            self.release_bfd_hold(a);
+        }
+        if want.is_empty() && self.bfd.is_none() {
+            return;
+        }
+        self.bfd
+            .get_or_insert_with(|| Bfd::start(self.bfd_tx.clone(), self.metrics.clone()))
+            .set(want);
+    }
+
+    /// A BFD session changed: record it; Up → Down takes BGP down and holds it (RFC 5882
+    /// §3.2), unless the peer said AdminDown (a deliberate stop, not a failure); Up again
+    /// lets BGP re-establish.
+    fn bfd_event(&mut self, ev: BfdEvent) {
+        let Some(p) = self.peers.get(&ev.peer) else {
+            return;
+        };
+        if p.cfg.bfd_enabled().is_none() {
+            return;
+        }
+        self.bfd_status.insert(ev.peer, ev.status);
+        match ev.transition {
+            Some((bfd::State::Up, bfd::State::Down))
+                if ev.status.remote_state != bfd::State::AdminDown =>
+            {
+                tracing::warn!(peer = %ev.peer, diag = ev.status.diag.name(),
+                    "BFD down: closing the BGP session");
+                self.metrics.error("bfd_down");
+                let cfg = p.cfg.clone();
+                // Routes go now (no graceful-restart stale keeping: RFC 5882 §4.3.2 treats
+                // a BFD failure as a real one); the session is replaced by one that neither
+                // connects nor accepts until BFD is Up.
+                self.remove_peer(ev.peer, cease::BFD_DOWN);
+                self.bfd_held.insert(ev.peer);
+                self.add_peer(cfg);
+                if let Some(p) = self.peers.get_mut(&ev.peer) {
+                    p.last_error = Some(format!("BFD down ({})", ev.status.diag.name()));
+                }
+            }
+            Some((_, bfd::State::Up)) if self.bfd_held.contains(&ev.peer) => {
+                tracing::info!(peer = %ev.peer, "BFD up: BGP may re-establish");
+                self.release_bfd_hold(ev.peer);
+            }
+            _ => {}
+        }
+    }
+
+    fn release_bfd_hold(&mut self, addr: IpAddr) {
+        if !self.bfd_held.remove(&addr) {
+            return;
+        }
+        let Some(p) = self.peers.get(&addr) else {
+            return;
+        };
+        let (cfg, last_error) = (p.cfg.clone(), p.last_error.clone());
+        self.remove_peer(addr, cease::BFD_DOWN);
+        self.add_peer(cfg);
+        if let Some(p) = self.peers.get_mut(&addr) {
+            p.last_error = last_error;
+        }
     }
 
     pub(super) fn add_peer(&mut self, cfg: PeerConfig) {
@@ -340,11 +454,22 @@ impl Owner {
                 restarting: self.kernel_existing.is_some(),
                 forwarding_preserved: self.kernel.is_some(),
             },
-            passive: cfg.passive,
+            // Held by BFD: a passive FSM opens no connection, and the owner refuses the
+            // peer's.
+            passive: cfg.passive || self.bfd_held.contains(&cfg.address),
             connect_retry: Duration::from_secs(u64::from(cfg.connect_retry.unwrap_or(5).max(1))),
             max_retry: Duration::from_secs(60),
         };
-        let handle = session::spawn(key, fsm, session::connect_params(&cfg), self.ev_tx.clone());
+        if let Some(reason) = &cfg.held {
+            tracing::warn!(peer = %cfg.address, %reason, "peer held: no session until resolved");
+        }
+        let handle = session::spawn(
+            key,
+            fsm,
+            session::connect_params(&cfg),
+            self.ev_tx.clone(),
+            cfg.held.is_none(),
+        );
         let peer = Peer {
             import: self.resolve(&cfg.import),
             export: self.resolve(&cfg.export),
@@ -674,6 +799,8 @@ fn same_session(a: &PeerConfig, b: &PeerConfig) -> bool {
     let policy_free = |c: &PeerConfig| PeerConfig {
         import: Vec::new(),
         export: Vec::new(),
+        // BFD timers change live in the BFD session; the BGP session is not involved.
+        bfd: None,
         ..c.clone()
     };
     policy_free(a) == policy_free(b)

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 
 use super::owner::Owner;
-use super::types::{PeerStatus, RouteEntry, RouteQuery, RouteTable};
+use super::types::{BfdPeerStatus, PeerStatus, RouteEntry, RouteQuery, RouteTable};
 
 impl Owner {
     pub(super) fn peer_status(&self) -> Vec<PeerStatus> {
@@ -30,6 +30,21 @@ impl Owner {
                 accepted: p.accepted,
                 advertised: p.out.len() as u64,
                 last_error: p.last_error.clone(),
+                bfd: p.cfg.bfd_enabled().map(|_| BfdPeerStatus {
+                    session: self.bfd_status.get(&p.cfg.address).copied().unwrap_or(
+                        crate::bfd::SessionStatus {
+                            state: crate::bfd::State::Down,
+                            remote_state: crate::bfd::State::Down,
+                            diag: crate::bfd::Diag::None,
+                            local_discr: 0,
+                            remote_discr: 0,
+                            tx_interval: std::time::Duration::ZERO,
+                            detect_time: std::time::Duration::ZERO,
+                        },
+                    ),
+                    holding_bgp: self.bfd_held.contains(&p.cfg.address),
+                }),
+                held: p.cfg.held.clone(),
             })
             .collect();
         v.sort_by_key(|p| p.address);

@@ -38,6 +38,18 @@ pub struct PeerStatus {
     pub accepted: u64,
     pub advertised: u64,
     pub last_error: Option<String>,
+    /// BFD for this peer, when configured.
+    pub bfd: Option<BfdPeerStatus>,
+    /// Why the peer is held (no session, nothing in or out), if it is.
+    pub held: Option<String>,
+}
+
+/// A peer's BFD session as the control API shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BfdPeerStatus {
+    pub session: crate::bfd::SessionStatus,
+    /// The BGP session is held down until BFD is Up again.
+    pub holding_bgp: bool,
 }
 
 /// Which table to list.

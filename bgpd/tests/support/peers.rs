@@ -125,11 +125,18 @@ pub fn bird_conf(
 pub struct Frr {
     pub zebra: ChildGuard,
     pub bgpd: ChildGuard,
+    /// FRR's BFD daemon, when started with `start_with_bfd`.
+    pub bfdd: Option<ChildGuard>,
     pub dir: tempfile::TempDir,
 }
 
 impl Frr {
     pub fn start(ns: &Netns, bgpd_conf: &str) -> Self {
+        Self::start_with_bfd(ns, bgpd_conf, None)
+    }
+
+    /// `start`, plus bfdd with this configuration (its control socket in the private dir).
+    pub fn start_with_bfd(ns: &Netns, bgpd_conf: &str, bfdd_conf: Option<&str>) -> Self {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::Builder::new()
             .prefix("twill-frr-")
@@ -140,7 +147,8 @@ impl Frr {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
         std::fs::write(d.join("zebra.conf"), "hostname zebra\n").unwrap();
         std::fs::write(d.join("bgpd.conf"), bgpd_conf).unwrap();
-        for f in ["zebra.conf", "bgpd.conf"] {
+        std::fs::write(d.join("bfdd.conf"), bfdd_conf.unwrap_or("")).unwrap();
+        for f in ["zebra.conf", "bgpd.conf", "bfdd.conf"] {
             std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o666)).unwrap();
         }
         let p = |f: &str| d.join(f).to_str().unwrap().to_owned();
@@ -179,7 +187,19 @@ impl Frr {
         let bargs = common("bgpd");
         let bargs: Vec<&str> = bargs.iter().map(String::as_str).collect();
         let bgpd = ChildGuard::spawn_in(ns, "frr-bgpd", "/usr/lib/frr/bgpd", &bargs).unwrap();
-        Self { zebra, bgpd, dir }
+        let bfdd = bfdd_conf.map(|_| {
+            let mut args = common("bfdd");
+            args.push("--bfdctl".to_owned());
+            args.push(p("bfdd.sock"));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            ChildGuard::spawn_in(ns, "frr-bfdd", "/usr/lib/frr/bfdd", &args).unwrap()
+        });
+        Self {
+            zebra,
+            bgpd,
+            bfdd,
+            dir,
+        }
     }
 
     pub fn vtysh(&self, cmd: &str) -> String {

@@ -1,4 +1,4 @@
-//! `twillctl lab ...`: the command line of the lab (DESIGN.md "The lab").
+//! `twillctl lab ...`: the command line of the lab (docs/ARCHITECTURE.md "The lab").
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,11 +1,13 @@
 //! The resource commands: `get`, `create`, `apply`, `replace`, `delete`, `patch`, `label`,
-//! plus `crds` and `version`. Each is a clap `Args` struct with an async `run` that takes
-//! a connected [`Datastore`] and writes to `out`, so tests drive them without a process.
+//! plus `crds` and `version`, and the reference pages generated from the CRDs. Each is a
+//! clap `Args` struct with an async `run` that takes a connected [`Datastore`] and writes
+//! to `out`, so tests drive them without a process.
 
 pub mod crds;
 pub mod delete;
 pub mod get;
 pub mod patch;
+pub mod reference;
 pub mod write;
 
 use twill_api::datastore::{Datastore, DatastoreError};

@@ -45,6 +45,7 @@ pub struct Metrics {
     pub announced_prefixes: Gauge,
     pub bgp_peers_configured: Gauge,
     pub drift_repairs: Counter,
+    pub unknown_workload_interfaces: Gauge,
 }
 
 impl Default for Metrics {
@@ -92,6 +93,12 @@ impl Default for Metrics {
             "Reconciles triggered by a change to felix-owned kernel state",
             drift_repairs.clone(),
         );
+        let unknown_workload_interfaces = Gauge::default();
+        registry.register(
+            "unknown_workload_interfaces",
+            "Workload (tw*) interfaces with no endpoint on this node: shut by policy",
+            unknown_workload_interfaces.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -101,6 +108,7 @@ impl Default for Metrics {
             announced_prefixes,
             bgp_peers_configured,
             drift_repairs,
+            unknown_workload_interfaces,
         }
     }
 }

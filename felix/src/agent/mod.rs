@@ -27,6 +27,7 @@ pub mod kubernetes;
 pub mod local;
 pub mod node;
 pub mod reconcile;
+pub mod unknown_ifaces;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,7 +172,8 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
     let (tx, mut rx) = mpsc::channel::<Change>(4096);
     let _watches = cache::watch_all(&ds, &tx);
     drop(tx);
-    let snapshot = first_snapshot(&cfg.node_name, &mut rx, Duration::from_secs(30)).await;
+    let mut snapshot = first_snapshot(&cfg.node_name, &mut rx, Duration::from_secs(30)).await;
+    snapshot.policy.host = cfg.host_policy.clone();
 
     let secrets = kube.as_ref().map(kubernetes::KubeMode::secrets);
     let passwords = reconcile::read_secrets(secrets.as_ref(), &snapshot).await;
@@ -202,6 +204,8 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         policy_applied: false,
         secrets,
         passwords,
+        unknown_ifaces: Default::default(),
+        ds: ds.clone(),
     };
     // IPAM knows the families before the agent socket takes the first ADD.
     reconciler.publish_families();

@@ -159,6 +159,10 @@ pub struct Reconciler {
     pub secrets: Option<SecretReader>,
     /// The passwords read at the last BGP sync.
     pub passwords: BTreeMap<(String, String), String>,
+    /// Where peer status (`ReferencesResolved`) is written.
+    pub ds: twill_api::Datastore,
+    /// Workload interfaces without endpoint, as last reported.
+    pub unknown_ifaces: super::unknown_ifaces::UnknownReport,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -185,6 +189,16 @@ impl Reconciler {
             .metrics
             .bgp_peers_configured
             .set(plan.peers.len() as i64);
+        if let Err(e) = super::bgp::status::report(
+            &self.ds,
+            &self.snapshot.bgp_peers,
+            &plan.filters,
+            &self.passwords,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "writing BGPPeer status");
+        }
         if plan == self.applied {
             return Ok(());
         }
@@ -343,12 +357,39 @@ impl Reconciler {
             .filter(|w| w.spec.node == self.node)
             .filter_map(|w| w.spec.interface_name.clone())
             .collect();
+        self.report_unknown_interfaces(&local).await;
         self.programmed.send_if_modified(|old| {
             let changed = *old != local;
             *old = local;
             changed
         });
         Ok(())
+    }
+
+    /// Reports `tw*` links that no local endpoint names (the dataplane shuts them).
+    async fn report_unknown_interfaces(&mut self, local: &BTreeSet<String>) {
+        use super::unknown_ifaces::{unknown, workload_links};
+        let links = match workload_links(self.pods.handle()).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing workload interfaces");
+                return;
+            }
+        };
+        let t = self.unknown_ifaces.update(unknown(&links, local));
+        for iface in &t.appeared {
+            tracing::warn!(
+                interface = %iface,
+                "workload interface with no endpoint on this node: traffic to and from it is dropped"
+            );
+        }
+        for iface in &t.resolved {
+            tracing::info!(interface = %iface, "workload interface no longer unknown");
+        }
+        self.health
+            .metrics
+            .unknown_workload_interfaces
+            .set(self.unknown_ifaces.count() as i64);
     }
 
     async fn reconcile(&mut self, dirty: Dirty) -> Result<(), String> {

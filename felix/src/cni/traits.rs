@@ -65,7 +65,7 @@ impl EndpointKey {
         format!("{}/{}", self.container_id, self.ifname)
     }
 
-    /// The IPAM handle (`<network>.<containerID>`, DESIGN.md data flow step 4).
+    /// The IPAM handle (`<network>.<containerID>`, docs/ARCHITECTURE.md, data flow step 4).
     pub fn ipam_handle(&self) -> String {
         format!("{}.{}", self.network, self.container_id)
     }

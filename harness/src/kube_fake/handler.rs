@@ -351,6 +351,19 @@ impl FakeApiServer {
             .unwrap_or_default()
             .to_string();
         let mut state = self.state.lock().await;
+        // The NamespaceLifecycle admission of a real API server: nothing is created in a
+        // namespace that does not exist.
+        if let Some(ns) = &target.namespace {
+            let namespace_key = (
+                String::new(),
+                "namespaces".to_string(),
+                String::new(),
+                ns.clone(),
+            );
+            if !state.objects.contains_key(&namespace_key) {
+                return fail(404, "NotFound", &format!("namespaces {ns:?} not found"));
+            }
+        }
         let key = Self::key(target, &name);
         if state.objects.contains_key(&key) {
             return fail(
@@ -400,6 +413,21 @@ impl FakeApiServer {
             );
         };
         let current_rv = current.pointer("/metadata/resourceVersion").cloned();
+        let given_rv = object
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|rv| !rv.is_empty());
+        if given_rv.is_none() && !target.kind.unconditional_update {
+            return fail(
+                422,
+                "Invalid",
+                &format!(
+                    "{} {name:?} is invalid: metadata.resourceVersion: Invalid value: 0x0: \
+                     must be specified for an update",
+                    target.kind.plural
+                ),
+            );
+        }
         if let Some(rv) = object.pointer("/metadata/resourceVersion")
             && Some(rv) != current_rv.as_ref()
         {

@@ -57,6 +57,10 @@ pub struct FakeKind {
     pub namespaced: bool,
     /// Whether `.../<name>/status` exists (then a main PUT leaves status alone).
     pub status_subresource: bool,
+    /// Whether a PUT may leave out `metadata.resourceVersion` (an unconditional update):
+    /// true for the built-in kinds, false for custom resources, whose updates the real API
+    /// server refuses without one (422 Invalid).
+    pub unconditional_update: bool,
 }
 
 impl FakeKind {
@@ -70,6 +74,10 @@ impl FakeKind {
             plural: plural.into(),
             namespaced,
             status_subresource: false,
+            // Kubernetes' own groups have no dot, or end in `.k8s.io`; CRDs' groups have one.
+            unconditional_update: group.is_empty()
+                || !group.contains('.')
+                || group.ends_with(".k8s.io"),
         }
     }
 
@@ -312,7 +320,7 @@ impl FakeApiServer {
 
     /// Stores `object` as if another client wrote it (created, or replaced whatever is
     /// there, without any check): for setting up a test's world. Returns it as stored.
-    pub async fn put(&self, mut object: Value) -> Value {
+    pub async fn put(&self, object: Value) -> Value {
         let api_version = object["apiVersion"]
             .as_str()
             .unwrap_or_default()
@@ -338,6 +346,34 @@ impl FakeApiServer {
             name,
         );
         let mut state = self.state.lock().await;
+        self.put_locked(&mut state, kind, key, object)
+    }
+
+    /// Namespaces `names` exist from the start (a real server refuses creates in a namespace
+    /// that does not exist). For a fake not yet shared.
+    pub fn with_namespaces(self, names: &[&str]) -> FakeApiServer {
+        for name in names {
+            let object = serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                                            "metadata": {"name": name}});
+            let kind = FakeKind::new("v1", "Namespace", "namespaces", false).with_status();
+            let key = (
+                String::new(),
+                "namespaces".into(),
+                String::new(),
+                name.to_string(),
+            );
+            match self.state.try_lock() {
+                Ok(mut state) => {
+                    self.put_locked(&mut state, kind, key, object);
+                }
+                Err(_) => panic!("with_namespaces on a fake already in use"),
+            }
+        }
+        self
+    }
+
+    fn put_locked(&self, state: &mut State, kind: FakeKind, key: Key, mut object: Value) -> Value {
+        let namespace = key.2.clone();
         state.revision += 1;
         let revision = state.revision;
         let old = state.objects.get(&key).cloned();
@@ -350,14 +386,7 @@ impl FakeApiServer {
         meta["uid"] = uid;
         state.objects.insert(key, object.clone());
         let event_kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
-        self.record(
-            &mut state,
-            &kind,
-            &namespace,
-            event_kind,
-            object.clone(),
-            old,
-        );
+        self.record(state, &kind, &namespace, event_kind, object.clone(), old);
         object
     }
 

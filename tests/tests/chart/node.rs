@@ -137,7 +137,7 @@ fn conflist_carries_the_mtu_and_chained_plugins_from_values() {
                 { "type": "portmap", "capabilities": { "portMappings": true }, "snat": true }
             ]
         }),
-        "the default conflist is DESIGN.md's"
+        "the default conflist is the one docs/ARCHITECTURE.md gives"
     );
 
     let (name, full_conf) = conflist(&full().render());

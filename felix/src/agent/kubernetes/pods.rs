@@ -177,8 +177,8 @@ impl PodSync {
                 continue;
             }
             want.apply(&mut wep);
-            match self.ds.update(&wep).await {
-                Ok(_) => {
+            match self.write(&mut wep).await {
+                Ok(()) => {
                     tracing::info!(endpoint = %key.1, namespace = %key.0, "endpoint follows its Pod's labels and ports");
                     self.shared.write().await.written.insert(key, want);
                 }
@@ -186,6 +186,24 @@ impl PodSync {
                 Err(e) => {
                     tracing::warn!(endpoint = %key.1, error = %e, "cannot update endpoint; retrying");
                 }
+            }
+        }
+    }
+
+    /// Replaces the stored endpoint with `wep`: an update names the resourceVersion it
+    /// replaces (the API server refuses a custom resource's update without one), read just
+    /// before; a conflict (written meanwhile) reads again, a few times.
+    async fn write(&self, wep: &mut WorkloadEndpoint) -> Result<(), DatastoreError> {
+        let namespace = wep.metadata.namespace.clone();
+        let name = wep.metadata.name.clone().unwrap_or_default();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current: WorkloadEndpoint = self.ds.get(namespace.as_deref(), &name).await?;
+            wep.metadata.resource_version = current.metadata.resource_version;
+            match self.ds.update(&*wep).await {
+                Err(DatastoreError::Conflict { .. }) if attempt < 3 => continue,
+                other => return other.map(|_| ()),
             }
         }
     }

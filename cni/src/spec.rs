@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// The spec versions `twill` speaks, oldest first (DESIGN.md, "CNI").
+/// The spec versions `twill` speaks, oldest first (docs/ARCHITECTURE.md, "CNI").
 pub const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// A supported CNI spec version.
