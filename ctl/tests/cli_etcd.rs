@@ -314,3 +314,60 @@ fn get_bgppeer_redacts_inline_passwords_unless_show_secrets() {
     let shown = get_json(&etcd, &["get", "bgppeer", "tor", "--show-secrets"]);
     assert_eq!(shown["spec"]["password"]["value"], "secret");
 }
+
+#[test]
+fn apply_checks_every_document_against_the_datastore_first_and_reports_each() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let taken = dir.path().join("taken.yaml");
+    std::fs::write(
+        &taken,
+        "apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: taken}\nspec: {cidr: 10.244.0.0/16}\n",
+    )
+    .unwrap();
+    ok(twillctl(&etcd, &["apply", "-f", taken.to_str().unwrap()]));
+    // The second document overlaps the stored pool: only the datastore can tell.
+    let file = dir.path().join("pools.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: one}\nspec: {cidr: 10.250.0.0/24}\n---\n\
+         apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: two}\nspec: {cidr: 10.244.1.0/24}\n---\n\
+         apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: three}\nspec: {cidr: 10.251.0.0/24}\n",
+    )
+    .unwrap();
+    let output = twillctl(&etcd, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(!output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stdout.contains("ippool/one not attempted"), "{stdout}");
+    assert!(stdout.contains("ippool/two refused:"), "{stdout}");
+    assert!(stdout.contains("overlap"), "{stdout}");
+    assert!(stdout.contains("ippool/three not attempted"), "{stdout}");
+    assert!(stderr.contains("document 2"), "{stderr}");
+    assert!(
+        stderr.contains("0 applied, 1 refused, 2 not attempted"),
+        "{stderr}"
+    );
+    let pools = get_json(&etcd, &["get", "ippools"]);
+    let names: Vec<&str> = pools["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["taken"], "nothing of the manifest was written");
+
+    // Two pools of one manifest overlapping each other are refused up front too.
+    std::fs::write(
+        &file,
+        "apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: a}\nspec: {cidr: 10.252.0.0/16}\n---\n\
+         apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: b}\nspec: {cidr: 10.252.1.0/24}\n",
+    )
+    .unwrap();
+    let output = twillctl(&etcd, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(!output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("ippool/b refused:"), "{stdout}");
+    let pools = get_json(&etcd, &["get", "ippools"]);
+    assert_eq!(pools["items"].as_array().unwrap().len(), 1, "{pools}");
+}
