@@ -425,3 +425,88 @@ async fn end_to_end(node: String) {
     drop(felix);
     drop(replicas);
 }
+
+/// Runs `kubectl-twill args` (twillctl linked under its plugin name) with `kubeconfig`.
+async fn kubectl_twill(
+    link: &std::path::Path,
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+) -> String {
+    let mut cmd = std::process::Command::new(link);
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("TWILL_DATASTORE");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "kubectl twill {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn kubectl_twill_and_server_side_apply_store_the_same_objects() {
+    let server = start_server().await;
+    let admin = server.admin_client().await.unwrap();
+    install_chart(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("kubectl-twill");
+    std::os::unix::fs::symlink(
+        twillctl::lab::default_bin_dir().unwrap().join("twillctl"),
+        &link,
+    )
+    .unwrap();
+    let kubeconfig = server
+        .write_kubeconfig("operator", server.admin_token(), "default")
+        .unwrap();
+
+    // The chart's pool, as `kubectl twill` lists it, and the IPAM view of it.
+    let pools = kubectl_twill(&link, &kubeconfig, &["get", "ippools"]).await;
+    assert!(
+        pools.contains("default-ipv4") && pools.contains("10.244.0.0/16"),
+        "{pools}"
+    );
+    let ipam = kubectl_twill(&link, &kubeconfig, &["ipam", "show"]).await;
+    assert!(ipam.contains("10.244.0.0/16"), "{ipam}");
+
+    // The same YAML through `kubectl twill apply` and through the API server's own apply
+    // (what `kubectl apply --server-side` sends): the stored specs are the same.
+    let yaml = |name: &str| {
+        format!(
+            "apiVersion: {TW}\nkind: BGPPeer\nmetadata:\n  name: {name}\n  labels: {{rack: a}}\n\
+             spec:\n  peerIP: 192.0.2.10\n  asNumber: 65010\n  nodeSelector: all()\n"
+        )
+    };
+    let manifest = dir.path().join("peer.yaml");
+    std::fs::write(&manifest, yaml("via-twillctl")).unwrap();
+    kubectl_twill(
+        &link,
+        &kubeconfig,
+        &["apply", "-f", manifest.to_str().unwrap()],
+    )
+    .await;
+    let applied: Value = serde_yaml::from_str(&yaml("via-apply")).unwrap();
+    kube_real::apply(&admin, &applied).await.unwrap();
+    let ds = datastore(admin.clone(), &server);
+    let a: twill_api::resources::BGPPeer = ds.get(None, "via-twillctl").await.unwrap();
+    let b: twill_api::resources::BGPPeer = ds.get(None, "via-apply").await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&a.spec).unwrap(),
+        serde_json::to_value(&b.spec).unwrap()
+    );
+    assert_eq!(a.metadata.labels, b.metadata.labels);
+    // And the raw stored JSON, not only what Twill's types make of it.
+    let raw = |name: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let request =
+                http::Request::get(format!("/apis/networking.twill.dev/v1/bgppeers/{name}"))
+                    .body(Vec::new())
+                    .unwrap();
+            let v: Value =
+                serde_json::from_str(&admin.request_text(request).await.unwrap()).unwrap();
+            v["spec"].clone()
+        }
+    };
+    assert_eq!(raw("via-twillctl").await, raw("via-apply").await);
+    assert!(server.forbidden().is_empty(), "{:#?}", server.forbidden());
+}
