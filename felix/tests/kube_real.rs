@@ -2,8 +2,8 @@
 //! `twill_harness::kube_real`, Twill's CRDs installed): an endpoint written at ADD takes
 //! its labels, named ports and service account from the Pod, not CNI_ARGS; a relabel of
 //! the Pod reaches the endpoint through the watch of this node's Pods (an update the real
-//! server accepts only with the resourceVersion it replaces); another node's Pod is never
-//! seen.
+//! server accepts only with the resourceVersion it replaces), and so does a repeated ADD;
+//! another node's Pod is never seen.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests
 
 mod kube_support;
@@ -114,6 +114,12 @@ async fn real_apiserver_endpoint_follows_its_pod_through_relabels() {
             "relabel {round} ({value}) never reached the endpoint"
         );
     }
+    // The runtime repeats the ADD (same container): the stored endpoint is replaced.
+    let mut again = ep.clone();
+    again.ips = vec!["10.244.1.6".parse().unwrap()];
+    store.put(&again).await.unwrap();
+    let replaced = stored(&ds, &name).await.unwrap();
+    assert_eq!(replaced.spec.ip_networks, ["10.244.1.6/32"]);
     task.abort();
     // Only web-1's endpoint exists: node-2's Pod was never this node's business.
     let all = ds.list::<WorkloadEndpoint>(None).await.unwrap().items;
