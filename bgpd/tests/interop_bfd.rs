@@ -294,3 +294,63 @@ fn frr_bfdd_comes_up_and_agrees_on_the_intervals() {
         ctx,
     );
 }
+
+#[test]
+fn bird_multihop_bfd_needs_a_minimum_ttl_its_packets_meet_then_comes_up_on_port_4784() {
+    let (t, b) = linked("bfm", &["192.0.2.1/24"], &["192.0.2.2/24"]);
+    // BIRD runs multi-hop BFD for a multi-hop BGP session (RFC 5883, UDP 4784); it sends
+    // those packets with the system's default TTL (64), not 255.
+    let bird = Bird::start(
+        &b,
+        &(bird_conf(
+            "192.0.2.2",
+            "192.0.2.2",
+            65002,
+            "192.0.2.1",
+            65001,
+            &["10.244.2.0/26"],
+            "multihop 2; bfd on;",
+        ) + "protocol bfd {\n  multihop { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };\n}\n"),
+    );
+    let multihop = |min_ttl: u8| {
+        twill_yaml(&format!(
+            "{{ receive_interval_ms: 100, transmit_interval_ms: 100, multihop: true, \
+             minimum_ttl: {min_ttl} }}"
+        ))
+    };
+    let twill = Twill::start_with(&t, &multihop(250), &["--metrics-listen", "127.0.0.1:9179"]);
+    let ctx = || {
+        format!(
+            "{}\nbfd:\n{}\ntwill:\n{}\n{}",
+            bird.context(),
+            bird.birdc(&["show", "bfd", "sessions"]),
+            twill.guard.log_tail(40),
+            metrics(&t)
+        )
+    };
+    // TTL 64 < 250: every packet is dropped and counted; the session never comes up.
+    wait_for(
+        "BIRD's multi-hop packets dropped for their TTL",
+        SESSION_TIMEOUT,
+        || metric(&metrics(&t), "twill_bgp_bfd_dropped_total{reason=\"ttl\"}") >= 3,
+        ctx,
+    );
+    assert_ne!(bfd_of(&twill).unwrap().state, "Up", "{}", ctx());
+    // A minimum the packets meet (64 sent, 64 received on a shared link), applied live.
+    twill.reload(&multihop(60));
+    wait_for(
+        "multi-hop BFD Up at 100 ms × 3, routes in",
+        SESSION_TIMEOUT,
+        || {
+            bfd_of(&twill).is_some_and(|b| b.state == "Up" && b.detect_time_ms == 300)
+                && twill_routes(&t).contains("10.244.2.0/26 via 192.0.2.2")
+        },
+        ctx,
+    );
+    let sockets = t.exec("ss", &["-uan"]).unwrap_or_default();
+    assert!(sockets.contains(":4784"), "{sockets}");
+    assert!(
+        !sockets.contains(":3784"),
+        "single-hop port unused: {sockets}"
+    );
+}
