@@ -354,3 +354,60 @@ fn bird_multihop_bfd_needs_a_minimum_ttl_its_packets_meet_then_comes_up_on_port_
         "single-hop port unused: {sockets}"
     );
 }
+
+#[test]
+fn bird_bfd_over_ipv6_checks_the_hop_limit_and_comes_up() {
+    let (t, b) = linked("bf6", &["2001:db8:5::1/64"], &["2001:db8:5::2/64"]);
+    let bird = Bird::start(
+        &b,
+        &(bird_conf(
+            "192.0.2.2",
+            "2001:db8:5::2",
+            65002,
+            "2001:db8:5::1",
+            65001,
+            &["fd00:244:2::/64"],
+            "bfd on;",
+        ) + BFD_BIRD),
+    );
+    let twill = Twill::start(
+        &t,
+        &format!(
+            "asn: 65001\nrouter_id: 192.0.2.1\nlisten: {{ address: \"::\", port: 179 }}\n\
+             kernel: {{ install: true }}\npeers:\n\
+             - {{ address: \"2001:db8:5::2\", asn: 65002, hold_time: 90, connect_retry: 1, \
+             families: [ipv6-unicast], bfd: {FAST} }}\n"
+        ),
+    );
+    let ctx = || {
+        format!(
+            "{}\nbfd:\n{}\ntwill:\n{}",
+            bird.context(),
+            bird.birdc(&["show", "bfd", "sessions"]),
+            twill.guard.log_tail(40)
+        )
+    };
+    let bfd6 = || {
+        twill
+            .peers()
+            .into_iter()
+            .find(|p| p.address == "2001:db8:5::2")
+            .and_then(|p| p.bfd)
+    };
+    wait_for(
+        "IPv6 BFD Up at 100 ms × 3 and BIRD's route in",
+        SESSION_TIMEOUT,
+        || {
+            bfd6().is_some_and(|b| b.state == "Up" && b.detect_time_ms == 300)
+                && twill_routes(&t).contains("fd00:244:2::/64")
+        },
+        ctx,
+    );
+    let birds_view = bird.birdc(&["show", "bfd", "sessions"]);
+    assert!(
+        birds_view
+            .lines()
+            .any(|l| l.contains("2001:db8:5::1") && l.contains("Up")),
+        "{birds_view}"
+    );
+}
