@@ -244,7 +244,7 @@ fn malformed_low_ttl_and_unknown_discriminator_packets_are_dropped_and_counted()
 }
 
 #[test]
-fn frr_bfdd_comes_up_and_agrees_on_the_intervals() {
+fn frr_bfdd_comes_up_agrees_on_the_intervals_and_its_silence_holds_bgp_down() {
     let (t, f) = linked("bff", &["192.0.2.1/24"], &["192.0.2.2/24"]);
     let frr = Frr::start_with_bfd(
         &f,
@@ -291,6 +291,33 @@ fn frr_bfdd_comes_up_and_agrees_on_the_intervals() {
                 && frr_view.contains("Status: up")
                 && frr_view.contains("Transmission interval: 100ms")
         },
+        ctx,
+    );
+
+    // FRR's bfdd hangs while its bgpd stays alive and keeps the TCP session: only BFD can
+    // tell. BGP goes down within about the detection time and stays down, refusing FRR's
+    // reconnects, until BFD is Up again.
+    let bfdd = nix::unistd::Pid::from_raw(frr.bfdd.as_ref().unwrap().pid() as i32);
+    let t0 = Instant::now();
+    nix::sys::signal::kill(bfdd, Signal::SIGSTOP).unwrap();
+    while twill.established("192.0.2.2") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{}", ctx());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let down = t0.elapsed();
+    eprintln!("FRR bfdd frozen: twill's BGP down after {down:?}");
+    assert!(down < Duration::from_millis(900), "{down:?}\n{}", ctx());
+    holds_for(
+        "BGP held down while FRR's BFD is silent",
+        Duration::from_secs(4),
+        || !twill.established("192.0.2.2") && bfd_of(&twill).is_some_and(|b| b.holding_bgp),
+        ctx,
+    );
+    nix::sys::signal::kill(bfdd, Signal::SIGCONT).unwrap();
+    wait_for(
+        "BFD Up again and BGP back with FRR",
+        SESSION_TIMEOUT,
+        || bfd_up(&twill) && twill.established("192.0.2.2") && frr.established("192.0.2.1"),
         ctx,
     );
 }
