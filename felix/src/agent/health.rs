@@ -145,7 +145,6 @@ impl Metrics {
             .get_or_create(&kind("missing_interface"))
             .set(r.missing_interfaces.len() as i64);
     }
-
 }
 
 /// Shared health state: the probes and the process's one registry (felix's families and
