@@ -522,3 +522,64 @@ async fn a_node_record_whose_kubernetes_node_is_gone_is_pruned_and_its_addresses
     assert_eq!(affine_blocks(&ds, "k1").await, 1);
     ds.get::<Node>(None, "k1").await.unwrap();
 }
+
+/// The pool-in-use guard holds for every client: a plain datastore delete (what
+/// `kubectl delete ippool` is) only marks a pool in use; it hands out nothing new, and it
+/// goes once its last address is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_in_use_survives_a_delete_until_its_last_address_is_released() {
+    use twill_api::resources::IPPool;
+    use twill_ipam::finalizer::POOL_FINALIZER;
+    let (_etcd, ds) = common::etcd().await;
+    common::pool(&ds, "v4", "10.244.0.0/24", 26).await;
+    common::node(&ds, "n1").await;
+    let config = ControllerConfig {
+        gc_grace: Duration::from_secs(900),
+        resync: Duration::from_secs(60),
+        source: WorkloadSource::Endpoints,
+        prune_nodes: false,
+    };
+    let mut controller = Controller::new(ds.clone(), config, Arc::new(Metrics::default()));
+    let first = controller.pass().await.unwrap();
+    assert_eq!(first.finalizers.held, 1);
+    let pool: IPPool = ds.get(None, "v4").await.unwrap();
+    assert_eq!(
+        pool.metadata.finalizers.as_deref(),
+        Some(&[POOL_FINALIZER.to_string()][..])
+    );
+
+    let ipam = Ipam::new(ds.clone()).with_settings_ttl(Duration::ZERO);
+    let request = |handle: &str| Request {
+        handle: handle.into(),
+        node: "n1".into(),
+        attrs: BTreeMap::new(),
+        v4: true,
+        v6: false,
+    };
+    let got = ipam.allocate(&request("net.pod1")).await.unwrap();
+    let v4: ipnet::IpNet = "10.244.0.0/24".parse().unwrap();
+    let in_v4 = |ip: std::net::IpAddr| v4.contains(&ip);
+    assert!(in_v4(got[0].addr), "{got:?}");
+    // Another pool for what comes next.
+    common::pool(&ds, "spare", "10.245.0.0/24", 26).await;
+    // Delete the v4 pool the way any client would: no twillctl check in the way.
+    ds.delete::<IPPool>(None, "v4", None).await.unwrap();
+    let marked: IPPool = ds.get(None, "v4").await.unwrap();
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    let second = controller.pass().await.unwrap();
+    assert_eq!(second.finalizers.waiting, 1, "{second:?}");
+    let still: IPPool = ds.get(None, "v4").await.unwrap();
+    assert!(still.metadata.deletion_timestamp.is_some(), "still held");
+    // A pool being deleted hands out nothing new.
+    let next = ipam.allocate(&request("net.pod2")).await.unwrap();
+    assert!(!in_v4(next[0].addr), "{next:?}");
+
+    ipam.release_handle("net.pod1").await.unwrap();
+    let third = controller.pass().await.unwrap();
+    assert_eq!(third.finalizers.released, 1, "{third:?}");
+    assert!(matches!(
+        ds.get::<IPPool>(None, "v4").await,
+        Err(twill_api::datastore::DatastoreError::NotFound { .. })
+    ));
+    assert!(ds.get::<IPPool>(None, "spare").await.is_ok());
+}

@@ -183,9 +183,12 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         .into_iter()
         .map(|p| (p, Default::default()))
         .collect();
-    let speaker = Speaker::start(reconcile::speaker_config(&plan, &announce)).await?;
+    let speaker = Speaker::start_with_metrics(
+        reconcile::speaker_config(&plan, &announce),
+        health.bgp_metrics(),
+    )
+    .await?;
     tracing::info!(asn = plan.asn, router_id = %plan.router_id, peers = plan.peers.len(), "BGP speaker started");
-    health.set_speaker_metrics(speaker.metrics()).await;
     let slot: bgp_api::SpeakerSlot = Arc::new(RwLock::new(Arc::new(speaker)));
     let reconciler = reconcile::Reconciler {
         node: cfg.node_name.clone(),

@@ -229,10 +229,12 @@ impl Reconciler {
             old.shutdown().await;
             // The old listener must be gone before the new one binds the same port.
             let mut slot = self.speaker.write().await;
-            let new = Speaker::start(speaker_config(&plan, &self.announced))
-                .await
-                .map_err(|e| format!("restarting the speaker: {e}"))?;
-            self.health.set_speaker_metrics(new.metrics()).await;
+            let new = Speaker::start_with_metrics(
+                speaker_config(&plan, &self.announced),
+                self.health.bgp_metrics(),
+            )
+            .await
+            .map_err(|e| format!("restarting the speaker: {e}"))?;
             *slot = Arc::new(new);
         } else {
             let speaker = self.speaker.read().await.clone();

@@ -15,11 +15,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use prometheus_client::registry::Registry;
 use tokio::signal::unix::{SignalKind, signal};
 use twill_ipam::connect::{DatastoreArgs, ElectionClient, connect, workload_source};
 use twill_ipam::controller::{Controller, ControllerConfig};
 use twill_ipam::leader::{ELECTION, LeaderGuard, Leadership};
-use twill_ipam::metrics::{self, Metrics};
+use twill_ipam::metrics::{Health, Metrics};
+use twill_utils::telemetry;
 
 /// Twill's cluster-wide IPAM controller.
 #[derive(Parser, Debug)]
@@ -27,7 +29,7 @@ use twill_ipam::metrics::{self, Metrics};
 struct Args {
     #[command(flatten)]
     ds: DatastoreArgs,
-    /// Where to serve Prometheus metrics (`/metrics`); empty to disable.
+    /// Where to serve `/livez`, `/readyz` and Prometheus `/metrics`; empty to disable.
     #[arg(long, env = "TWILL_METRICS_LISTEN", default_value = "0.0.0.0:9095")]
     metrics_listen: String,
     /// Log filter (`info`, `debug`, `twill_ipam=debug`); `RUST_LOG` wins when set.
@@ -118,17 +120,22 @@ fn main() {
 async fn run(args: Args) -> Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let metrics = Arc::new(Metrics::default());
-    if !args.metrics_listen.is_empty() {
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    let health = Arc::new(Health::new(registry));
+    let _telemetry = if args.metrics_listen.is_empty() {
+        None
+    } else {
         let listener = tokio::net::TcpListener::bind(&args.metrics_listen)
             .await
             .with_context(|| format!("listening on {}", args.metrics_listen))?;
-        tracing::info!(addr = %listener.local_addr()?, "serving metrics");
-        tokio::spawn(metrics::serve(listener, metrics.clone()));
-    }
+        tracing::info!(addr = %listener.local_addr()?, "serving /livez, /readyz, /metrics");
+        Some(telemetry::serve(listener, health.clone()))
+    };
     let (ds, election) = connect(&args.ds, Duration::from_secs(10))
         .await
         .context("connecting to the datastore")?;
+    health.set_connected();
     let id = args.leader_id.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
