@@ -135,7 +135,8 @@ impl Metrics {
 pub struct Health {
     ready: AtomicBool,
     beat_ms: AtomicU64,
-    max_silence: Duration,
+    /// Milliseconds the reconciler may stay silent (follows the resync period).
+    max_silence_ms: AtomicU64,
     pub metrics: Metrics,
     speaker_metrics: RwLock<Option<Arc<twill_bgpd::metrics::Metrics>>>,
 }
@@ -146,10 +147,16 @@ impl Health {
         Health {
             ready: AtomicBool::new(false),
             beat_ms: AtomicU64::new(now_ms()),
-            max_silence,
+            max_silence_ms: AtomicU64::new(max_silence.as_millis() as u64),
             metrics: Metrics::default(),
             speaker_metrics: RwLock::new(None),
         }
+    }
+
+    /// A new silence limit (the resync period changed).
+    pub fn set_max_silence(&self, max_silence: Duration) {
+        self.max_silence_ms
+            .store(max_silence.as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn beat(&self) {
@@ -166,7 +173,7 @@ impl Health {
 
     pub fn is_live(&self) -> bool {
         now_ms().saturating_sub(self.beat_ms.load(Ordering::Relaxed))
-            <= self.max_silence.as_millis() as u64
+            <= self.max_silence_ms.load(Ordering::Relaxed)
     }
 
     pub async fn set_speaker_metrics(&self, m: Arc<twill_bgpd::metrics::Metrics>) {

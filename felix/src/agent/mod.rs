@@ -21,6 +21,7 @@ pub mod bgp_api;
 pub mod cache;
 pub mod drift;
 pub mod endpoints;
+pub mod felix_config;
 pub mod health;
 pub mod ipam;
 pub mod kubernetes;
@@ -205,6 +206,10 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         secrets,
         passwords,
         unknown_ifaces: Default::default(),
+        base: cfg.clone(),
+        effective: None,
+        default_mtu: cni.default_mtu(),
+        uplink_mtu: uplink.mtu.unwrap_or(crate::cni::service::DEFAULT_MTU),
         ds: ds.clone(),
     };
     // IPAM knows the families before the agent socket takes the first ADD.

@@ -36,6 +36,8 @@ struct Dirty {
     policy: bool,
     /// Check the kernel's copy of the policy, rebuild it when it drifted.
     policy_check: bool,
+    /// Recompute the effective FelixConfiguration.
+    config: bool,
 }
 
 impl Dirty {
@@ -45,11 +47,12 @@ impl Dirty {
             routes: true,
             policy: true,
             policy_check: true,
+            config: true,
         }
     }
 
     fn any(self) -> bool {
-        self.bgp || self.routes || self.policy || self.policy_check
+        self.bgp || self.routes || self.policy || self.policy_check || self.config
     }
 
     /// What a change makes stale on node `me`.
@@ -70,6 +73,11 @@ impl Dirty {
                 d.policy = true;
             }
             "Namespace" | "NetworkPolicy" | "GlobalNetworkPolicy" | "IPPool" => d.policy = true,
+            // It may change the host-facing policy.
+            "FelixConfiguration" => {
+                d.config = true;
+                d.policy = true;
+            }
             _ => {}
         }
         d
@@ -80,6 +88,7 @@ impl Dirty {
         self.routes |= o.routes;
         self.policy |= o.policy;
         self.policy_check |= o.policy_check;
+        self.config |= o.config;
     }
 }
 
@@ -161,6 +170,14 @@ pub struct Reconciler {
     pub passwords: BTreeMap<(String, String), String>,
     /// Where peer status (`ReferencesResolved`) is written.
     pub ds: twill_api::Datastore,
+    /// felix's command-line settings, under FelixConfiguration.
+    pub base: crate::config::Config,
+    /// The settings applied last (`None` before the first reconcile).
+    pub effective: Option<super::felix_config::Effective>,
+    /// The CNI service's default pod MTU.
+    pub default_mtu: Arc<std::sync::atomic::AtomicU32>,
+    /// The uplink's MTU (the default pod MTU when nothing sets one).
+    pub uplink_mtu: u32,
     /// Workload interfaces without endpoint, as last reported.
     pub unknown_ifaces: super::unknown_ifaces::UnknownReport,
 }
@@ -392,9 +409,52 @@ impl Reconciler {
             .set(self.unknown_ifaces.count() as i64);
     }
 
+    /// Applies the effective FelixConfiguration: what changed takes effect now.
+    fn apply_config(&mut self) {
+        let (e, warnings) =
+            super::felix_config::effective(&self.base, &self.snapshot.felix_configs, &self.node);
+        for w in warnings {
+            if self.logged_warnings.insert(w.clone()) {
+                tracing::warn!(warning = %w, "FelixConfiguration");
+            }
+        }
+        if self.effective.as_ref() == Some(&e) {
+            return;
+        }
+        let old = self.effective.replace(e.clone());
+        if old.as_ref().is_some_and(|o| o.log != e.log) {
+            match crate::logging::reload(&e.log) {
+                Ok(()) => tracing::info!(filter = %e.log, "log filter changed"),
+                Err(err) => tracing::warn!(filter = %e.log, error = %err, "log filter refused"),
+            }
+        }
+        if e.resync != self.resync {
+            tracing::info!(seconds = e.resync.as_secs(), "resync interval changed");
+            self.resync = e.resync;
+            self.health
+                .set_max_silence(e.resync * 3 + Duration::from_secs(10));
+        }
+        self.snapshot.policy.host = e.host.clone();
+        self.default_mtu.store(
+            e.mtu.unwrap_or(self.uplink_mtu),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        tracing::info!(
+            log = %e.log,
+            resync_seconds = e.resync.as_secs(),
+            endpoint_to_host = ?e.host.endpoint_to_host,
+            failsafe_inbound = ?e.host.failsafe_inbound,
+            mtu = ?e.mtu,
+            "felix configuration applied"
+        );
+    }
+
     async fn reconcile(&mut self, dirty: Dirty) -> Result<(), String> {
         let start = Instant::now();
         let mut result = Ok(());
+        if dirty.config {
+            self.apply_config();
+        }
         if dirty.bgp
             && let Err(e) = self.sync_bgp().await
         {
@@ -424,7 +484,8 @@ impl Reconciler {
         mut drift: mpsc::UnboundedReceiver<Drift>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut resync = tokio::time::interval(self.resync);
+        let mut period = self.resync;
+        let mut resync = tokio::time::interval(period);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pending = Dirty::all();
         let mut retry_at: Option<tokio::time::Instant> = None;
@@ -442,6 +503,11 @@ impl Reconciler {
                         retry_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
                     }
                 }
+            }
+            if self.resync != period {
+                period = self.resync;
+                resync = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             }
             self.health.beat();
             let retry = async {
