@@ -6,4 +6,5 @@ pub mod agent;
 pub mod cni;
 pub mod config;
 pub mod dataplane;
+pub mod logging;
 pub mod policy;

@@ -49,4 +49,15 @@ pub struct FelixConfigurationSpec {
     /// Route protocol number for routes felix installs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_protocol: Option<u8>,
+    /// Host ports pods may always reach when `defaultEndpointToHostAction` is `Drop`
+    /// (never TCP 179).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failsafe_inbound_host_ports: Option<Vec<ProtoPort>>,
+}
+
+/// A protocol (`TCP`, `UDP`, `SCTP`) and port.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProtoPort {
+    pub protocol: String,
+    pub port: u16,
 }

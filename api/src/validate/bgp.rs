@@ -82,11 +82,23 @@ impl Validate for BGPConfiguration {
         if self.spec.listen_port == Some(0) {
             return Err(ValidationError::new("spec.listenPort", "must be 1-65535"));
         }
-        for (i, range) in self.spec.service_cluster_ips.iter().enumerate() {
-            parse_cidr_masked(&format!("spec.serviceClusterIPs[{i}].cidr"), &range.cidr)?;
-        }
-        for (i, range) in self.spec.service_external_ips.iter().enumerate() {
-            parse_cidr_masked(&format!("spec.serviceExternalIPs[{i}].cidr"), &range.cidr)?;
+        // Accepted and ignored would be worse than refused: nothing announces them yet.
+        for (field, set) in [
+            (
+                "spec.serviceClusterIPs",
+                !self.spec.service_cluster_ips.is_empty(),
+            ),
+            (
+                "spec.serviceExternalIPs",
+                !self.spec.service_external_ips.is_empty(),
+            ),
+        ] {
+            if set {
+                return Err(ValidationError::new(
+                    field,
+                    "not supported yet: Twill does not handle Services until they land",
+                ));
+            }
         }
         for (i, community) in self.spec.communities.iter().enumerate() {
             check_community(&format!("spec.communities[{i}].value"), &community.value)?;
@@ -218,6 +230,38 @@ mod tests {
 
     fn peer(spec: BGPPeerSpec) -> BGPPeer {
         BGPPeer::new("p", spec)
+    }
+
+    #[test]
+    fn service_ranges_are_refused_until_services_land() {
+        use crate::resources::bgp::ServiceCidr;
+        use crate::resources::{BGPConfiguration, BGPConfigurationSpec};
+        let cfg = |cluster: bool| {
+            let range = vec![ServiceCidr {
+                cidr: "10.96.0.0/12".into(),
+            }];
+            BGPConfiguration::new(
+                "default",
+                BGPConfigurationSpec {
+                    service_cluster_ips: if cluster { range.clone() } else { Vec::new() },
+                    service_external_ips: if cluster { Vec::new() } else { range },
+                    ..Default::default()
+                },
+            )
+        };
+        for (cluster, field) in [
+            (true, "spec.serviceClusterIPs"),
+            (false, "spec.serviceExternalIPs"),
+        ] {
+            let e = cfg(cluster).validate().unwrap_err();
+            assert_eq!(e.field, field);
+            assert!(e.message.contains("not supported yet"), "{e}");
+        }
+        assert!(
+            BGPConfiguration::new("default", BGPConfigurationSpec::default())
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! may not overlap each other) is enforced by the datastore's write path.
 
 mod bgp;
+pub mod felix;
 mod ippool;
 mod meta;
 mod net;

@@ -176,16 +176,7 @@ fn check_entity(field: &str, side: &EntityRule) -> Result<(), ValidationError> {
 impl Validate for FelixConfiguration {
     fn validate(&self) -> Result<(), ValidationError> {
         check_name(&self.metadata)?;
-        if let Some(dataplane) = &self.spec.dataplane
-            && dataplane != "nftables"
-            && dataplane != "iptables"
-        {
-            return Err(ValidationError::new(
-                "spec.dataplane",
-                format!("{dataplane:?} must be nftables or iptables"),
-            ));
-        }
-        Ok(())
+        super::felix::check(self)
     }
 }
 

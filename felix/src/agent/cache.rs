@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use twill_api::datastore::WatchEvent;
 use twill_api::resources::native::{Namespace, NetworkPolicy};
 use twill_api::resources::{
-    BGPConfiguration, BGPFilter, BGPPeer, GlobalNetworkPolicy, IPAMBlock, IPPool, Node,
-    WorkloadEndpoint,
+    BGPConfiguration, BGPFilter, BGPPeer, FelixConfiguration, GlobalNetworkPolicy, IPAMBlock,
+    IPPool, Node, WorkloadEndpoint,
 };
 use twill_api::{Datastore, Resource};
 
@@ -34,13 +34,14 @@ pub struct Snapshot {
     pub bgp_peers: BTreeMap<Key, BGPPeer>,
     pub bgp_filters: BTreeMap<Key, BGPFilter>,
     pub blocks: BTreeMap<Key, IPAMBlock>,
+    pub felix_configs: BTreeMap<Key, FelixConfiguration>,
     pub policy: PolicyInputs,
     /// Kinds listed at least once.
     pub synced: Vec<&'static str>,
 }
 
 /// How many kinds felix watches (the snapshot is complete when all are synced).
-pub const WATCHED_KINDS: usize = 10;
+pub const WATCHED_KINDS: usize = 11;
 
 impl Snapshot {
     pub fn is_complete(&self) -> bool {
@@ -97,6 +98,7 @@ cached_plain! {
     BGPPeer => bgp_peers,
     BGPFilter => bgp_filters,
     IPAMBlock => blocks,
+    FelixConfiguration => felix_configs,
 }
 
 fn name_key<T: kube::Resource>(o: &T) -> String {
@@ -201,5 +203,6 @@ pub fn watch_all(ds: &Datastore, tx: &mpsc::Sender<Change>) -> Vec<TaskGuard> {
         watch::<Namespace>(ds, tx.clone()),
         watch::<NetworkPolicy>(ds, tx.clone()),
         watch::<GlobalNetworkPolicy>(ds, tx.clone()),
+        watch::<FelixConfiguration>(ds, tx.clone()),
     ]
 }

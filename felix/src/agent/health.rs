@@ -153,7 +153,8 @@ impl Metrics {
 pub struct Health {
     ready: AtomicBool,
     beat_ms: AtomicU64,
-    max_silence: Duration,
+    /// Milliseconds the reconciler may stay silent (follows the resync period).
+    max_silence_ms: AtomicU64,
     pub metrics: Metrics,
     bgp: Arc<twill_bgpd::metrics::Metrics>,
     registry: Registry,
@@ -168,11 +169,17 @@ impl Health {
         Health {
             ready: AtomicBool::new(false),
             beat_ms: AtomicU64::new(now_ms()),
-            max_silence,
+            max_silence_ms: AtomicU64::new(max_silence.as_millis() as u64),
             metrics,
             bgp,
             registry,
         }
+    }
+
+    /// A new silence limit (the resync period changed).
+    pub fn set_max_silence(&self, max_silence: Duration) {
+        self.max_silence_ms
+            .store(max_silence.as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn beat(&self) {
@@ -189,7 +196,7 @@ impl Health {
 
     pub fn is_live(&self) -> bool {
         now_ms().saturating_sub(self.beat_ms.load(Ordering::Relaxed))
-            <= self.max_silence.as_millis() as u64
+            <= self.max_silence_ms.load(Ordering::Relaxed)
     }
 
     /// The embedded speaker's families: every speaker felix starts counts into them.

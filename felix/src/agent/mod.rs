@@ -22,6 +22,7 @@ pub mod bgp_api;
 pub mod cache;
 pub mod drift;
 pub mod endpoints;
+pub mod felix_config;
 pub mod health;
 pub mod ipam;
 pub mod kubernetes;
@@ -216,6 +217,10 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         },
         reported: Default::default(),
         unknown_ifaces: Default::default(),
+        base: cfg.clone(),
+        effective: None,
+        default_mtu: cni.default_mtu(),
+        uplink_mtu: uplink.mtu.unwrap_or(crate::cni::service::DEFAULT_MTU),
         ds: ds.clone(),
     };
     // IPAM knows the families before the agent socket takes the first ADD.

@@ -39,6 +39,8 @@ struct Dirty {
     policy_check: bool,
     /// Audit the node's allocations, endpoints and interfaces (start and resync).
     audit: bool,
+    /// Recompute the effective FelixConfiguration.
+    config: bool,
 }
 
 impl Dirty {
@@ -49,11 +51,12 @@ impl Dirty {
             policy: true,
             policy_check: true,
             audit: true,
+            config: true,
         }
     }
 
     fn any(self) -> bool {
-        self.bgp || self.routes || self.policy || self.policy_check || self.audit
+        self.bgp || self.routes || self.policy || self.policy_check || self.audit || self.config
     }
 
     /// What a change makes stale on node `me`.
@@ -74,6 +77,11 @@ impl Dirty {
                 d.policy = true;
             }
             "Namespace" | "NetworkPolicy" | "GlobalNetworkPolicy" | "IPPool" => d.policy = true,
+            // It may change the host-facing policy.
+            "FelixConfiguration" => {
+                d.config = true;
+                d.policy = true;
+            }
             _ => {}
         }
         d
@@ -85,6 +93,7 @@ impl Dirty {
         self.policy |= o.policy;
         self.policy_check |= o.policy_check;
         self.audit |= o.audit;
+        self.config |= o.config;
     }
 }
 
@@ -170,6 +179,14 @@ pub struct Reconciler {
     pub reported: BTreeSet<String>,
     /// Where peer status (`ReferencesResolved`) is written.
     pub ds: twill_api::Datastore,
+    /// felix's command-line settings, under FelixConfiguration.
+    pub base: crate::config::Config,
+    /// The settings applied last (`None` before the first reconcile).
+    pub effective: Option<super::felix_config::Effective>,
+    /// The CNI service's default pod MTU.
+    pub default_mtu: Arc<std::sync::atomic::AtomicU32>,
+    /// The uplink's MTU (the default pod MTU when nothing sets one).
+    pub uplink_mtu: u32,
     /// Workload interfaces without endpoint, as last reported.
     pub unknown_ifaces: super::unknown_ifaces::UnknownReport,
 }
@@ -441,9 +458,52 @@ impl Reconciler {
             .set(self.unknown_ifaces.count() as i64);
     }
 
+    /// Applies the effective FelixConfiguration: what changed takes effect now.
+    fn apply_config(&mut self) {
+        let (e, warnings) =
+            super::felix_config::effective(&self.base, &self.snapshot.felix_configs, &self.node);
+        for w in warnings {
+            if self.logged_warnings.insert(w.clone()) {
+                tracing::warn!(warning = %w, "FelixConfiguration");
+            }
+        }
+        if self.effective.as_ref() == Some(&e) {
+            return;
+        }
+        let old = self.effective.replace(e.clone());
+        if old.as_ref().is_some_and(|o| o.log != e.log) {
+            match crate::logging::reload(&e.log) {
+                Ok(()) => tracing::info!(filter = %e.log, "log filter changed"),
+                Err(err) => tracing::warn!(filter = %e.log, error = %err, "log filter refused"),
+            }
+        }
+        if e.resync != self.resync {
+            tracing::info!(seconds = e.resync.as_secs(), "resync interval changed");
+            self.resync = e.resync;
+            self.health
+                .set_max_silence(e.resync * 3 + Duration::from_secs(10));
+        }
+        self.snapshot.policy.host = e.host.clone();
+        self.default_mtu.store(
+            e.mtu.unwrap_or(self.uplink_mtu),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        tracing::info!(
+            log = %e.log,
+            resync_seconds = e.resync.as_secs(),
+            endpoint_to_host = ?e.host.endpoint_to_host,
+            failsafe_inbound = ?e.host.failsafe_inbound,
+            mtu = ?e.mtu,
+            "felix configuration applied"
+        );
+    }
+
     async fn reconcile(&mut self, dirty: Dirty) -> Result<(), String> {
         let start = Instant::now();
         let mut result = Ok(());
+        if dirty.config {
+            self.apply_config();
+        }
         // First, so that routes and policy follow what it reclaimed.
         if dirty.audit
             && let Err(e) = self.audit().await
@@ -479,7 +539,8 @@ impl Reconciler {
         mut drift: mpsc::UnboundedReceiver<Drift>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut resync = tokio::time::interval(self.resync);
+        let mut period = self.resync;
+        let mut resync = tokio::time::interval(period);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pending = Dirty::all();
         let mut retry_at: Option<tokio::time::Instant> = None;
@@ -497,6 +558,11 @@ impl Reconciler {
                         retry_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
                     }
                 }
+            }
+            if self.resync != period {
+                period = self.resync;
+                resync = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             }
             self.health.beat();
             let retry = async {

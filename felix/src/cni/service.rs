@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{RwLock, watch};
@@ -53,7 +54,8 @@ pub struct CniService {
     ipam: Arc<dyn Ipam>,
     endpoints: Arc<dyn Endpoints>,
     pods: Arc<PodNetwork>,
-    default_mtu: u32,
+    /// Pod MTU when the CNI configuration gives none (FelixConfiguration may change it).
+    default_mtu: Arc<AtomicU32>,
     /// Held shared by every ADD, DEL and GC for its whole run, and exclusively by whoever
     /// diffs felix's host routes against the endpoints: a pod whose route is in the kernel
     /// but whose record is not yet stored must never look stale.
@@ -67,7 +69,7 @@ pub struct CniService {
 impl std::fmt::Debug for CniService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CniService")
-            .field("default_mtu", &self.default_mtu)
+            .field("default_mtu", &self.default_mtu.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -188,7 +190,7 @@ impl CniService {
             ipam,
             endpoints,
             pods,
-            default_mtu,
+            default_mtu: Arc::new(AtomicU32::new(default_mtu)),
             lock: Arc::new(RwLock::new(())),
             policy_wait: None,
             step: DATASTORE_STEP,
@@ -199,6 +201,11 @@ impl CniService {
     pub fn with_datastore_step(mut self, limit: Duration) -> Self {
         self.step = limit;
         self
+    }
+
+    /// The default pod MTU, shared: storing into it changes the MTU of the next pods.
+    pub fn default_mtu(&self) -> Arc<AtomicU32> {
+        self.default_mtu.clone()
     }
 
     /// Makes ADD wait (up to `limit`) until the new pod's host interface appears in
@@ -273,7 +280,9 @@ impl CniService {
                 return Err(e);
             }
         };
-        let mtu = conf.mtu.unwrap_or(self.default_mtu);
+        let mtu = conf
+            .mtu
+            .unwrap_or_else(|| self.default_mtu.load(Ordering::Relaxed));
         let spec = PodSpec {
             workload_id: key.workload_id(),
             netns: req.netns.clone().into(),

@@ -103,8 +103,7 @@ fn pools_and_bgp_peers_from_values_become_custom_resources() {
                 { "name": "pods", "value": "65010:100" },
                 { "name": "large-pods", "value": "65010:100:1" }
             ],
-            "prefixAdvertisements": [{ "cidr": "10.244.0.0/16", "communities": ["pods", "65010:200"] }],
-            "serviceClusterIPs": [{ "cidr": "10.96.0.0/12" }]
+            "prefixAdvertisements": [{ "cidr": "10.244.0.0/16", "communities": ["pods", "65010:200"] }]
         })
     );
     let peer = |name: &str| objects.get("BGPPeer", name)["spec"].clone();
