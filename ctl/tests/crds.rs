@@ -107,3 +107,44 @@ fn docs_reference_pages_equal_the_generated_ones() {
         "the IPPool page documents spec.cidr"
     );
 }
+
+/// Every object schema names its fields (or is a map): nothing preserves unknown fields,
+/// so the API server prunes them, or refuses them under `fieldValidation=Strict`.
+#[test]
+fn no_crd_preserves_unknown_fields() {
+    fn walk(schema: &serde_json::Value, path: &str, crd: &str) {
+        let Some(map) = schema.as_object() else {
+            return;
+        };
+        assert!(
+            map.get("x-kubernetes-preserve-unknown-fields") != Some(&true.into()),
+            "{crd}: {path} preserves unknown fields"
+        );
+        for (key, value) in map {
+            match key.as_str() {
+                "properties" => {
+                    for (field, sub) in value.as_object().into_iter().flatten() {
+                        walk(sub, &format!("{path}.{field}"), crd);
+                    }
+                }
+                "items" | "additionalProperties" => walk(value, &format!("{path}[]"), crd),
+                "anyOf" | "allOf" => {
+                    for sub in value.as_array().into_iter().flatten() {
+                        walk(sub, path, crd);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let yaml = crds_yaml().unwrap();
+    for doc in serde_yaml::Deserializer::from_str(&yaml) {
+        let crd: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        if crd.is_null() {
+            continue;
+        }
+        let name = crd["metadata"]["name"].as_str().unwrap().to_string();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        walk(schema, "", &name);
+    }
+}

@@ -40,6 +40,9 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Reconciliation passes completed.
     pub passes: Counter,
+    /// Fields of stored objects the controller does not know, by kind (brought up to date
+    /// from the datastore layer's counters on every render).
+    unknown_fields: Family<Labels, Counter>,
 }
 
 fn label(k: &str, v: &str) -> Labels {
@@ -72,8 +75,14 @@ impl Default for Metrics {
             errors: Family::default(),
             leader: Gauge::default(),
             passes: Counter::default(),
+            unknown_fields: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "unknown_fields",
+            "Fields of stored objects the controller does not know (ignored), by kind",
+            m.unknown_fields.clone(),
+        );
         registry.register("pool_size", "Addresses in the pool", m.pool_size.clone());
         registry.register(
             "pool_allocated",
@@ -165,6 +174,10 @@ impl Metrics {
 
     /// The text exposition.
     pub fn render(&self) -> String {
+        for (kind, seen) in twill_api::resources::unknown::unknown_fields_seen() {
+            let counter = self.unknown_fields.get_or_create(&label("kind", &kind));
+            counter.inc_by(seen.saturating_sub(counter.get()));
+        }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -199,5 +212,26 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             let _ = conn.write_all(body.as_bytes()).await;
             let _ = conn.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twill_api::resources::kinds::IPRESERVATION;
+
+    #[test]
+    fn unknown_fields_met_by_the_datastore_layer_are_exported_per_kind() {
+        let metrics = Metrics::default();
+        IPRESERVATION
+            .unknown_fields_seen
+            .note("r", &["spec.reservedCIDR".to_string()]);
+        let text = metrics.render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("twill_ipam_unknown_fields_total{kind=\"ipreservation\"}"))
+            .unwrap_or_else(|| panic!("no counter for ipreservation in {text}"));
+        let value: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value >= 1, "{line}");
     }
 }

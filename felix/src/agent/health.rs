@@ -46,6 +46,9 @@ pub struct Metrics {
     pub bgp_peers_configured: Gauge,
     pub drift_repairs: Counter,
     pub unknown_workload_interfaces: Gauge,
+    /// Fields of stored objects this version does not know, by kind (brought up to date
+    /// from the datastore layer's counters on every scrape).
+    pub unknown_fields: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Default for Metrics {
@@ -99,8 +102,15 @@ impl Default for Metrics {
             "Workload (tw*) interfaces with no endpoint on this node: shut by policy",
             unknown_workload_interfaces.clone(),
         );
+        let unknown_fields = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "unknown_fields",
+            "Fields of stored objects felix does not know (ignored), by kind",
+            unknown_fields.clone(),
+        );
         Metrics {
             registry,
+            unknown_fields,
             reconciles,
             reconcile_seconds,
             route_changes,
@@ -122,6 +132,12 @@ impl Metrics {
     }
 
     fn encode(&self) -> String {
+        for (kind, seen) in twill_api::resources::unknown::unknown_fields_seen() {
+            let counter = self
+                .unknown_fields
+                .get_or_create(&vec![("kind".to_string(), kind)]);
+            counter.inc_by(seen.saturating_sub(counter.get()));
+        }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -242,4 +258,25 @@ pub fn serve(listener: TcpListener, health: Arc<Health>) -> TaskGuard {
 /// Binds the health listener (a bind failure is a start-up error).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twill_api::resources::kinds::BGPFILTER;
+
+    #[test]
+    fn unknown_fields_met_by_the_datastore_layer_are_exported_per_kind() {
+        let metrics = Metrics::default();
+        BGPFILTER
+            .unknown_fields_seen
+            .note("f", &["spec.exportV4[0].actoin".to_string()]);
+        let text = metrics.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("twill_felix_unknown_fields_total{kind=\"bgpfilter\"}"))
+            .unwrap_or_else(|| panic!("no counter for bgpfilter in {text}"));
+        let value: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value >= 1, "{line}");
+    }
 }
