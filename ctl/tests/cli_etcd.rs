@@ -428,3 +428,25 @@ fn unknown_fields_are_refused_by_name_unless_validate_says_otherwise() {
     assert!(!patched.status.success());
     assert!(String::from_utf8_lossy(&patched.stderr).contains("spec.blockSiz"));
 }
+
+#[test]
+fn a_network_policy_with_an_unknown_selector_operator_is_refused() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("np.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: broken, namespace: prod}\n\
+         spec:\n  podSelector: {matchExpressions: [{key: app, operator: Frob, values: [web]}]}\n  ingress: [{}]\n",
+    )
+    .unwrap();
+    let output = twillctl(&etcd, &["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("spec.podSelector.matchExpressions[0].operator") && stderr.contains("Frob"),
+        "{stderr}"
+    );
+    let policies = get_json(&etcd, &["get", "networkpolicies", "-n", "prod"]);
+    assert_eq!(policies["items"].as_array().unwrap().len(), 0, "{policies}");
+}

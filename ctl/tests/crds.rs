@@ -148,3 +148,37 @@ fn no_crd_preserves_unknown_fields() {
         walk(schema, "", &name);
     }
 }
+
+/// Fields with a closed set of values carry it as an `enum`, so the API server refuses
+/// anything else (`matchOperator: Frob`) before it is stored.
+#[test]
+fn closed_value_sets_are_schema_enums() {
+    let yaml = crds_yaml().unwrap();
+    let mut seen = 0;
+    for doc in serde_yaml::Deserializer::from_str(&yaml) {
+        let crd: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
+        match crd["spec"]["names"]["kind"].as_str() {
+            Some("BGPFilter") => {
+                let rule = &schema["spec"]["properties"]["exportV4"]["items"]["properties"];
+                assert_eq!(
+                    rule["matchOperator"]["enum"],
+                    serde_json::json!(["Equal", "NotEqual", "In", "NotIn"]),
+                    "{rule}"
+                );
+                assert_eq!(
+                    rule["action"]["enum"],
+                    serde_json::json!(["Accept", "Reject"])
+                );
+                seen += 1;
+            }
+            Some("GlobalNetworkPolicy") => {
+                let rule = &schema["spec"]["properties"]["ingress"]["items"]["properties"];
+                assert!(rule["action"]["enum"].is_array(), "{rule}");
+                seen += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, 2);
+}
