@@ -88,7 +88,8 @@ if ! has_source; then
 fi
 
 need=()
-for p in golang-go dpkg-dev "$REFLECT2_PACKAGE"; do
+# What Debian's build of it needs (its Build-Depends, less the docs).
+for p in golang-go dpkg-dev make rsync jq "$REFLECT2_PACKAGE"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -122,24 +123,31 @@ find "$REFLECT2_SRC" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' \) ! -na
 
 go_version="$(go version)"
 say "building cmd/kube-apiserver $KUBE_VERSION with $go_version (offline)"
-# As Debian's own build (debian/rules, hack/lib/init.sh) does: GOPATH mode, the source tree
-# linked in as k8s.io/kubernetes, so every import comes from its vendor/ (and staging/);
-# no module proxy, no git, no cgo. The version goes in through ldflags, as
-# hack/lib/version.sh sets them from a KUBE_GIT_VERSION_FILE.
-pkg=k8s.io/kubernetes/vendor/k8s.io/component-base/version
-ldflags="-s -w -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=20"
-ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-ldflags+=" -X $pkg.gitCommit=debian-$src_version"
-mkdir -p "$WORK/gopath/src/k8s.io"
-ln -s "$SRC" "$WORK/gopath/src/k8s.io/kubernetes"
+# As Debian's own build does (debian/rules): GOPATH mode with the tree linked in as
+# k8s.io/kubernetes (every import from its vendor/ and staging/), `make WHAT=...`, which first
+# generates the code the tree does not ship (the OpenAPI definitions, ...) with its own
+# generators. No module proxy, no git (the version comes from a KUBE_GIT_VERSION_FILE, as
+# hack/lib/version.sh allows), no cgo.
+cat >"$WORK/version" <<EOF
+KUBE_GIT_COMMIT='debian-$src_version'
+KUBE_GIT_TREE_STATE='clean'
+KUBE_GIT_VERSION='$KUBE_VERSION'
+KUBE_GIT_MAJOR='1'
+KUBE_GIT_MINOR='20'
+EOF
+mkdir -p "$SRC/.go/src/k8s.io" "$WORK/home"
+ln -s ../../.. "$SRC/.go/src/k8s.io/kubernetes"
 (
-  cd "$WORK/gopath/src/k8s.io/kubernetes"
-  export GOPATH="$WORK/gopath" GO111MODULE=off GOPROXY=off GOFLAGS= CGO_ENABLED=0
-  export GOCACHE="$WORK/gocache"
-  go build -ldflags "$ldflags" -o "$WORK/kube-apiserver" ./cmd/kube-apiserver
+  cd "$SRC"
+  export GOPATH="$SRC/.go" GOPROXY=off GOFLAGS= CGO_ENABLED=0 HOME="$WORK/home"
+  export GOCACHE="$WORK/gocache" KUBE_GIT_VERSION_FILE="$WORK/version"
+  export KUBE_BUILD_PLATFORMS=linux/amd64
+  make WHAT=cmd/kube-apiserver
+  built="$(find _output -type f -name kube-apiserver -perm -u+x | head -1)"
+  [ -n "$built" ] && cp "$built" "$WORK/kube-apiserver"
 ) >"$WORK/build.log" 2>&1 || {
   tail -40 "$WORK/build.log" >&2
-  die "go build ./cmd/kube-apiserver failed"
+  die "make WHAT=cmd/kube-apiserver failed"
 }
 runs_as_version "$WORK/kube-apiserver" || die "the built binary does not report $KUBE_VERSION"
 

@@ -244,7 +244,7 @@ fn malformed_low_ttl_and_unknown_discriminator_packets_are_dropped_and_counted()
 }
 
 #[test]
-fn frr_bfdd_comes_up_and_agrees_on_the_intervals() {
+fn frr_bfdd_comes_up_agrees_on_the_intervals_and_its_silence_holds_bgp_down() {
     let (t, f) = linked("bff", &["192.0.2.1/24"], &["192.0.2.2/24"]);
     let frr = Frr::start_with_bfd(
         &f,
@@ -292,5 +292,149 @@ fn frr_bfdd_comes_up_and_agrees_on_the_intervals() {
                 && frr_view.contains("Transmission interval: 100ms")
         },
         ctx,
+    );
+
+    // FRR's bfdd hangs while its bgpd stays alive and keeps the TCP session: only BFD can
+    // tell. BGP goes down within about the detection time and stays down, refusing FRR's
+    // reconnects, until BFD is Up again.
+    let bfdd = nix::unistd::Pid::from_raw(frr.bfdd.as_ref().unwrap().pid() as i32);
+    let t0 = Instant::now();
+    nix::sys::signal::kill(bfdd, Signal::SIGSTOP).unwrap();
+    while twill.established("192.0.2.2") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{}", ctx());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let down = t0.elapsed();
+    eprintln!("FRR bfdd frozen: twill's BGP down after {down:?}");
+    assert!(down < Duration::from_millis(900), "{down:?}\n{}", ctx());
+    holds_for(
+        "BGP held down while FRR's BFD is silent",
+        Duration::from_secs(4),
+        || !twill.established("192.0.2.2") && bfd_of(&twill).is_some_and(|b| b.holding_bgp),
+        ctx,
+    );
+    nix::sys::signal::kill(bfdd, Signal::SIGCONT).unwrap();
+    wait_for(
+        "BFD Up again and BGP back with FRR",
+        SESSION_TIMEOUT,
+        || bfd_up(&twill) && twill.established("192.0.2.2") && frr.established("192.0.2.1"),
+        ctx,
+    );
+}
+
+#[test]
+fn bird_multihop_bfd_needs_a_minimum_ttl_its_packets_meet_then_comes_up_on_port_4784() {
+    let (t, b) = linked("bfm", &["192.0.2.1/24"], &["192.0.2.2/24"]);
+    // BIRD runs multi-hop BFD for a multi-hop BGP session (RFC 5883, UDP 4784); it sends
+    // those packets with the system's default TTL (64), not 255.
+    let bird = Bird::start(
+        &b,
+        &(bird_conf(
+            "192.0.2.2",
+            "192.0.2.2",
+            65002,
+            "192.0.2.1",
+            65001,
+            &["10.244.2.0/26"],
+            "multihop 2; bfd on;",
+        ) + "protocol bfd {\n  multihop { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };\n}\n"),
+    );
+    let multihop = |min_ttl: u8| {
+        twill_yaml(&format!(
+            "{{ receive_interval_ms: 100, transmit_interval_ms: 100, multihop: true, \
+             minimum_ttl: {min_ttl} }}"
+        ))
+    };
+    let twill = Twill::start_with(&t, &multihop(250), &["--metrics-listen", "127.0.0.1:9179"]);
+    let ctx = || {
+        format!(
+            "{}\nbfd:\n{}\ntwill:\n{}\n{}",
+            bird.context(),
+            bird.birdc(&["show", "bfd", "sessions"]),
+            twill.guard.log_tail(40),
+            metrics(&t)
+        )
+    };
+    // TTL 64 < 250: every packet is dropped and counted; the session never comes up.
+    wait_for(
+        "BIRD's multi-hop packets dropped for their TTL",
+        SESSION_TIMEOUT,
+        || metric(&metrics(&t), "twill_bgp_bfd_dropped_total{reason=\"ttl\"}") >= 3,
+        ctx,
+    );
+    assert_ne!(bfd_of(&twill).unwrap().state, "Up", "{}", ctx());
+    // A minimum the packets meet (64 sent, 64 received on a shared link), applied live.
+    twill.reload(&multihop(60));
+    wait_for(
+        "multi-hop BFD Up at 100 ms × 3, routes in",
+        SESSION_TIMEOUT,
+        || {
+            bfd_of(&twill).is_some_and(|b| b.state == "Up" && b.detect_time_ms == 300)
+                && twill_routes(&t).contains("10.244.2.0/26 via 192.0.2.2")
+        },
+        ctx,
+    );
+    let sockets = t.exec("ss", &["-uan"]).unwrap_or_default();
+    assert!(sockets.contains(":4784"), "{sockets}");
+    assert!(
+        !sockets.contains(":3784"),
+        "single-hop port unused: {sockets}"
+    );
+}
+
+#[test]
+fn bird_bfd_over_ipv6_checks_the_hop_limit_and_comes_up() {
+    let (t, b) = linked("bf6", &["2001:db8:5::1/64"], &["2001:db8:5::2/64"]);
+    let bird = Bird::start(
+        &b,
+        &(bird_conf(
+            "192.0.2.2",
+            "2001:db8:5::2",
+            65002,
+            "2001:db8:5::1",
+            65001,
+            &["fd00:244:2::/64"],
+            "bfd on;",
+        ) + BFD_BIRD),
+    );
+    let twill = Twill::start(
+        &t,
+        &format!(
+            "asn: 65001\nrouter_id: 192.0.2.1\nlisten: {{ address: \"::\", port: 179 }}\n\
+             kernel: {{ install: true }}\npeers:\n\
+             - {{ address: \"2001:db8:5::2\", asn: 65002, hold_time: 90, connect_retry: 1, \
+             families: [ipv6-unicast], bfd: {FAST} }}\n"
+        ),
+    );
+    let ctx = || {
+        format!(
+            "{}\nbfd:\n{}\ntwill:\n{}",
+            bird.context(),
+            bird.birdc(&["show", "bfd", "sessions"]),
+            twill.guard.log_tail(40)
+        )
+    };
+    let bfd6 = || {
+        twill
+            .peers()
+            .into_iter()
+            .find(|p| p.address == "2001:db8:5::2")
+            .and_then(|p| p.bfd)
+    };
+    wait_for(
+        "IPv6 BFD Up at 100 ms × 3 and BIRD's route in",
+        SESSION_TIMEOUT,
+        || {
+            bfd6().is_some_and(|b| b.state == "Up" && b.detect_time_ms == 300)
+                && twill_routes(&t).contains("fd00:244:2::/64")
+        },
+        ctx,
+    );
+    let birds_view = bird.birdc(&["show", "bfd", "sessions"]);
+    assert!(
+        birds_view
+            .lines()
+            .any(|l| l.contains("2001:db8:5::1") && l.contains("Up")),
+        "{birds_view}"
     );
 }

@@ -32,14 +32,16 @@ async fn a_peer_naming_a_missing_filter_exports_nothing_until_it_exists() {
         let sock = lab_dir(&st.name).join("tor").join("bird.ctl");
         let mut all = vec!["-s", sock.to_str().unwrap()];
         all.extend_from_slice(args);
-        sys::run("birdc", &all).unwrap_or_default()
+        // A failed birdc is an error, never an empty table (which the checks below would
+        // read as "nothing exported").
+        sys::run("birdc", &all).map_err(|e| format!("birdc failed: {e}"))
     };
     let tor_routes = || birdc(&["show", "route", "where", "net ~ 10.244.0.0/16"]);
     eventually(
         "the ToR learns the pod blocks",
         Duration::from_secs(60),
         || {
-            let r = tor_routes();
+            let r = tor_routes()?;
             if r.contains("10.244.") {
                 Ok(())
             } else {
@@ -56,7 +58,7 @@ async fn a_peer_naming_a_missing_filter_exports_nothing_until_it_exists() {
         "the ToR loses every pod route",
         Duration::from_secs(30),
         || {
-            let r = tor_routes();
+            let r = tor_routes()?;
             if r.contains("10.244.") {
                 Err(r)
             } else {
@@ -66,7 +68,7 @@ async fn a_peer_naming_a_missing_filter_exports_nothing_until_it_exists() {
     );
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
-        let r = tor_routes();
+        let r = tor_routes().unwrap();
         assert!(!r.contains("10.244."), "exported while held: {r}");
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -134,7 +136,7 @@ async fn a_peer_naming_a_missing_filter_exports_nothing_until_it_exists() {
         "the ToR learns the blocks the filter lets through",
         Duration::from_secs(60),
         || {
-            let r = tor_routes();
+            let r = tor_routes()?;
             let other_blocks = r
                 .lines()
                 .any(|l| l.contains("10.244.") && !l.contains(&node1_block));
@@ -147,7 +149,7 @@ async fn a_peer_naming_a_missing_filter_exports_nothing_until_it_exists() {
     );
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(3) {
-        let r = tor_routes();
+        let r = tor_routes().unwrap();
         assert!(
             !r.contains(&node1_block),
             "the filter let {node1_block} through: {r}"

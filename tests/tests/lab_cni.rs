@@ -63,7 +63,8 @@ async fn portmap_chained_after_twill_publishes_a_host_port() {
     let _ = server.kill();
     let _ = server.wait();
     lab.del_pod("web").await.unwrap();
-    let nat = sys::exec_in(&node.netns, "iptables-save", &["-t", "nat"]).unwrap_or_default();
+    // iptables-save must answer: an empty output from a failed run would read as "no rule".
+    let nat = sys::exec_in(&node.netns, "iptables-save", &["-t", "nat"]).unwrap();
     assert!(
         !nat.contains("8080"),
         "portmap's rules are gone after DEL: {nat}"

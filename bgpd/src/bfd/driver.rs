@@ -217,7 +217,11 @@ impl Driver {
     }
 
     fn ensure_receiver(&mut self, v6: bool, multihop: bool) {
-        if self.receivers.contains_key(&(v6, multihop)) {
+        if self
+            .receivers
+            .get(&(v6, multihop))
+            .is_some_and(|t| !t.is_finished())
+        {
             return;
         }
         let port = if multihop {

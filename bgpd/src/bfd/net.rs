@@ -43,7 +43,8 @@ pub fn bind_receiver(v6: bool, port: u16) -> io::Result<UdpSocket> {
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
     )?;
-    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    // No SO_REUSEADDR: on UDP it would let a second daemon bind the port too and take
+    // some of our packets; a clash must fail loudly instead.
     if v6 {
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
         setsockopt(&fd, sockopt::Ipv6RecvHopLimit, &true)?;

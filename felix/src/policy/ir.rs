@@ -100,7 +100,7 @@ impl SetDef {
         format!(
             "{kind}{}-{}",
             self.family().digit(),
-            super::names::short_hash(&self.to_string())
+            super::hash::short_hash(&self.to_string())
         )
     }
 }

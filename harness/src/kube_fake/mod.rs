@@ -466,3 +466,84 @@ impl FakeApiServer {
         let _ = self.events.send(event);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::{Api, DynamicObject, PostParams};
+    use kube::discovery::ApiResource;
+
+    fn pools() -> ApiResource {
+        ApiResource {
+            group: "networking.twill.dev".into(),
+            version: "v1".into(),
+            api_version: "networking.twill.dev/v1".into(),
+            kind: "IPPool".into(),
+            plural: "ippools".into(),
+        }
+    }
+
+    fn weps() -> ApiResource {
+        ApiResource {
+            kind: "WorkloadEndpoint".into(),
+            plural: "workloadendpoints".into(),
+            ..pools()
+        }
+    }
+
+    fn kinds() -> Vec<FakeKind> {
+        vec![
+            FakeKind::new("networking.twill.dev/v1", "IPPool", "ippools", false),
+            FakeKind::new(
+                "networking.twill.dev/v1",
+                "WorkloadEndpoint",
+                "workloadendpoints",
+                true,
+            ),
+        ]
+    }
+
+    fn code(result: Result<DynamicObject, kube::Error>) -> u16 {
+        match result {
+            Err(kube::Error::Api(status)) => status.code,
+            other => panic!("expected an API error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_custom_resource_update_must_name_its_resource_version() {
+        let (client, _server) = FakeApiServer::start(kinds());
+        let api: Api<DynamicObject> = Api::all_with(client, &pools());
+        let pool: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.twill.dev/v1", "kind": "IPPool",
+            "metadata": {"name": "p"}, "spec": {"cidr": "10.244.0.0/16"}}))
+        .unwrap();
+        let mut stored = api.create(&PostParams::default(), &pool).await.unwrap();
+        let mut blind = stored.clone();
+        blind.metadata.resource_version = None;
+        assert_eq!(
+            code(api.replace("p", &PostParams::default(), &blind).await),
+            422
+        );
+        stored.data["spec"]["cidr"] = "10.244.0.0/24".into();
+        api.replace("p", &PostParams::default(), &stored)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn nothing_is_created_in_a_namespace_that_does_not_exist() {
+        let (client, server) = FakeApiServer::start(kinds());
+        let wep: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.twill.dev/v1", "kind": "WorkloadEndpoint",
+            "metadata": {"name": "w", "namespace": "shop"}, "spec": {}}))
+        .unwrap();
+        let api: Api<DynamicObject> = Api::namespaced_with(client, "shop", &weps());
+        assert_eq!(code(api.create(&PostParams::default(), &wep).await), 404);
+        server
+            .put(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                                    "metadata": {"name": "shop"}}))
+            .await;
+        api.create(&PostParams::default(), &wep).await.unwrap();
+    }
+}

@@ -144,6 +144,13 @@ impl RealApiServer {
             .map_err(io("cannot make a temp dir"))?;
         let certs = Certs::make(dir.path())?;
         let admin_token = format!("admin-{:016x}", rand::random::<u64>());
+        // Every request is audited (Metadata level): tests read who was refused what.
+        std::fs::write(
+            dir.path().join("audit-policy.yaml"),
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n\
+             rules:\n- level: Metadata\n",
+        )
+        .map_err(io("cannot write the audit policy"))?;
         std::fs::write(
             dir.path().join("tokens.csv"),
             format!("{admin_token},{ADMIN_USER},{ADMIN_USER},\"system:masters\"\n"),
@@ -214,6 +221,12 @@ impl RealApiServer {
             "--endpoint-reconciler-type=none".into(),
             "--disable-admission-plugins=ServiceAccount".into(),
             "--allow-privileged=true".into(),
+            format!(
+                "--audit-policy-file={}",
+                dir.join("audit-policy.yaml").display()
+            ),
+            format!("--audit-log-path={}", dir.join("audit.log").display()),
+            "--audit-log-mode=blocking".into(),
             "--profiling=false".into(),
             "--logtostderr=true".into(),
             "--v=1".into(),
@@ -254,6 +267,42 @@ impl RealApiServer {
     /// The API server's log so far.
     pub fn log(&self) -> String {
         self.apiserver.log()
+    }
+
+    /// The audit events so far (one JSON object per request: `user.username`, `verb`,
+    /// `objectRef`, `responseStatus.code`, ...).
+    pub fn audit_events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Audit events answered 403 Forbidden, as `user verb resource ns/name` lines.
+    pub fn forbidden(&self) -> Vec<String> {
+        self.audit_events()
+            .iter()
+            .filter(|e| e.pointer("/responseStatus/code").and_then(Value::as_u64) == Some(403))
+            .map(|e| {
+                let s = |p: &str| {
+                    e.pointer(p)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                format!(
+                    "{} {} {}/{} {}/{} ({})",
+                    s("/user/username"),
+                    s("/verb"),
+                    s("/objectRef/apiGroup"),
+                    s("/objectRef/resource"),
+                    s("/objectRef/namespace"),
+                    s("/objectRef/name"),
+                    s("/requestURI")
+                )
+            })
+            .collect()
     }
 
     pub fn etcd(&self) -> &EtcdServer {
@@ -428,6 +477,16 @@ pub async fn service_account_token(
 /// Server-side applies `object` (any kind the server serves; its plural and scope found by
 /// discovery) as field manager `twill-test`, and returns it as stored.
 pub async fn apply(client: &kube::Client, object: &Value) -> Result<Value, KubeRealError> {
+    apply_in(client, object, "default").await
+}
+
+/// [`apply`], with namespaced objects that name no namespace going to `namespace` (as
+/// `kubectl apply -n` does) and cluster-scoped ones applied without one.
+pub async fn apply_in(
+    client: &kube::Client,
+    object: &Value,
+    namespace: &str,
+) -> Result<Value, KubeRealError> {
     let what = format!(
         "apply {} {}",
         object["kind"].as_str().unwrap_or("?"),
@@ -457,15 +516,26 @@ pub async fn apply(client: &kube::Client, object: &Value) -> Result<Value, KubeR
             Api::namespaced_with(client.clone(), ns, &resource)
         }
         (kube::discovery::Scope::Namespaced, None) => {
-            Api::default_namespaced_with(client.clone(), &resource)
+            Api::namespaced_with(client.clone(), namespace, &resource)
         }
         (kube::discovery::Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
     };
+    let mut object = object.clone();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        match caps.scope {
+            kube::discovery::Scope::Cluster => {
+                meta.remove("namespace");
+            }
+            kube::discovery::Scope::Namespaced => {
+                meta.entry("namespace").or_insert_with(|| namespace.into());
+            }
+        }
+    }
     let stored = api
         .patch(
             &name,
             &PatchParams::apply("twill-test").force(),
-            &Patch::Apply(object),
+            &Patch::Apply(&object),
         )
         .await
         .map_err(|source| KubeRealError::Api { what, source })?;

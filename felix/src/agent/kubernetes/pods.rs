@@ -23,7 +23,7 @@ use tokio::sync::RwLock;
 use twill_api::resources::{EndpointPort, WorkloadEndpoint};
 use twill_api::{Datastore, DatastoreError};
 
-use crate::agent::endpoints::{Decorate, EndpointStore, namespace_of, to_resource};
+use crate::agent::endpoints::{Decorate, EndpointStore, namespace_of, replace, to_resource};
 use crate::cni::StoreError;
 
 /// What an endpoint takes from its Pod.
@@ -177,7 +177,7 @@ impl PodSync {
                 continue;
             }
             want.apply(&mut wep);
-            match self.write(&mut wep).await {
+            match replace(&self.ds, &mut wep).await {
                 Ok(()) => {
                     tracing::info!(endpoint = %key.1, namespace = %key.0, "endpoint follows its Pod's labels and ports");
                     self.shared.write().await.written.insert(key, want);
@@ -186,24 +186,6 @@ impl PodSync {
                 Err(e) => {
                     tracing::warn!(endpoint = %key.1, error = %e, "cannot update endpoint; retrying");
                 }
-            }
-        }
-    }
-
-    /// Replaces the stored endpoint with `wep`: an update names the resourceVersion it
-    /// replaces (the API server refuses a custom resource's update without one), read just
-    /// before; a conflict (written meanwhile) reads again, a few times.
-    async fn write(&self, wep: &mut WorkloadEndpoint) -> Result<(), DatastoreError> {
-        let namespace = wep.metadata.namespace.clone();
-        let name = wep.metadata.name.clone().unwrap_or_default();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let current: WorkloadEndpoint = self.ds.get(namespace.as_deref(), &name).await?;
-            wep.metadata.resource_version = current.metadata.resource_version;
-            match self.ds.update(&*wep).await {
-                Err(DatastoreError::Conflict { .. }) if attempt < 3 => continue,
-                other => return other.map(|_| ()),
             }
         }
     }
