@@ -118,3 +118,27 @@ async fn etcd_finalizers_hold_deletes() {
     let etcd = EtcdServer::start().unwrap();
     suite::finalizers_hold_deletes(&datastore(&etcd).await).await;
 }
+
+#[tokio::test]
+async fn etcd_stored_unknown_fields_are_ignored_and_counted() {
+    use twill_api::resources::BGPFilter;
+    use twill_api::resources::kinds::BGPFILTER;
+    let etcd = EtcdServer::start().unwrap();
+    let ds = datastore(&etcd).await;
+    // Written by something that did not check (an older twillctl, etcdctl by hand).
+    let mut client = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .unwrap();
+    client
+        .put(
+            "/twill/v1/bgpfilter/typo",
+            r#"{"apiVersion":"networking.twill.dev/v1","kind":"BGPFilter","metadata":{"name":"typo"},"spec":{"exportV4":[],"actoin":"Reject"}}"#,
+            None,
+        )
+        .await
+        .unwrap();
+    let before = BGPFILTER.unknown_fields_seen.get();
+    let filter: BGPFilter = ds.get(None, "typo").await.unwrap();
+    assert_eq!(filter.metadata.name.as_deref(), Some("typo"));
+    assert!(BGPFILTER.unknown_fields_seen.get() > before);
+}

@@ -2,6 +2,10 @@
 //! each document resolved to its kind and checked before anything is written, so a bad
 //! document leaves the datastore untouched. Errors name the file, the document (1-based)
 //! and the field.
+//!
+//! Fields a kind does not know (`natOutgoin`, a typo) are refused by default, naming
+//! them, as kubectl's `--validate=strict` does; `--validate=warn` writes the object
+//! without them and says so, `--validate=ignore` drops them silently.
 
 use std::io::Read;
 
@@ -12,6 +16,20 @@ use twill_api::resources::kinds::find_kind_by_type;
 
 use crate::error::{CtlError, Result};
 
+/// What to do with fields a kind does not know (kubectl's `--validate`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FieldValidation {
+    /// Refuse the manifest, naming each unknown field.
+    #[default]
+    #[value(alias = "true")]
+    Strict,
+    /// Write without them, with a warning naming each.
+    Warn,
+    /// Drop them silently.
+    #[value(alias = "false")]
+    Ignore,
+}
+
 /// One document of a manifest, resolved and normalised.
 #[derive(Clone, Debug)]
 pub struct Document {
@@ -19,6 +37,9 @@ pub struct Document {
     pub index: usize,
     pub kind: &'static KindInfo,
     pub object: Value,
+    /// Fields the kind does not know, dropped from `object` (only with
+    /// [`FieldValidation::Warn`] or [`FieldValidation::Ignore`]).
+    pub unknown_fields: Vec<String>,
 }
 
 impl Document {
@@ -53,7 +74,13 @@ pub fn read_file(path: &str) -> Result<String> {
 
 /// Parses every document of `text`, fills in `namespace` for namespaced kinds without one,
 /// and validates each; the first error names `source`, the document and the field.
-pub fn parse(source: &str, text: &str, namespace: &str) -> Result<Vec<Document>> {
+/// Unknown fields are handled as `validation` says.
+pub fn parse(
+    source: &str,
+    text: &str,
+    namespace: &str,
+    validation: FieldValidation,
+) -> Result<Vec<Document>> {
     let mut raw = Vec::new();
     for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let value = Value::deserialize(document)
@@ -77,11 +104,17 @@ pub fn parse(source: &str, text: &str, namespace: &str) -> Result<Vec<Document>>
     }
     raw.into_iter()
         .enumerate()
-        .map(|(i, value)| resolve(source, i + 1, value, namespace))
+        .map(|(i, value)| resolve(source, i + 1, value, namespace, validation))
         .collect()
 }
 
-fn resolve(source: &str, index: usize, mut value: Value, namespace: &str) -> Result<Document> {
+fn resolve(
+    source: &str,
+    index: usize,
+    mut value: Value,
+    namespace: &str,
+    validation: FieldValidation,
+) -> Result<Document> {
     let at = |what: String| CtlError::Manifest(format!("{source}: document {index}: {what}"));
     let Some(map) = value.as_object() else {
         return Err(at(
@@ -112,12 +145,29 @@ fn resolve(source: &str, index: usize, mut value: Value, namespace: &str) -> Res
     {
         meta.insert("namespace".into(), namespace.into());
     }
+    let unknown_fields = match validation {
+        FieldValidation::Ignore => Vec::new(),
+        FieldValidation::Strict | FieldValidation::Warn => (kind.unknown_fields)(&value),
+    };
+    if validation == FieldValidation::Strict && !unknown_fields.is_empty() {
+        return Err(at(format!(
+            "{} {name:?}: unknown field{} {} (--validate=warn or ignore to write without)",
+            kind.kind,
+            if unknown_fields.len() == 1 { "" } else { "s" },
+            unknown_fields
+                .iter()
+                .map(|f| format!("{f:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     let object =
         (kind.check)(value).map_err(|error| at(format!("{} {name:?}: {error}", kind.kind)))?;
     Ok(Document {
         index,
         kind,
         object,
+        unknown_fields,
     })
 }
 
@@ -128,7 +178,7 @@ mod tests {
     #[test]
     fn multi_document_yaml_resolves_each_kind() {
         let text = "apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: a}\nspec: {cidr: 10.244.0.0/16}\n---\napiVersion: networking.twill.dev/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n1}\n";
-        let docs = parse("f.yaml", text, "default").unwrap();
+        let docs = parse("f.yaml", text, "default", FieldValidation::Strict).unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0].kind.kind, "IPPool");
         assert_eq!(docs[1].namespace(), Some("default"));
@@ -137,7 +187,9 @@ mod tests {
     #[test]
     fn bad_field_names_document_and_field() {
         let text = "apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: a}\nspec: {cidr: 10.244.0.0/16}\n---\napiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: b}\nspec: {cidr: 10.245.0.0/16, blockSize: big}\n";
-        let err = parse("f.yaml", text, "default").unwrap_err().to_string();
+        let err = parse("f.yaml", text, "default", FieldValidation::Strict)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("document 2"), "{err}");
         assert!(err.contains("spec.blockSize"), "{err}");
     }
@@ -145,20 +197,41 @@ mod tests {
     #[test]
     fn yaml_syntax_error_names_the_document() {
         let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\nkind: [unclosed\n";
-        let err = parse("f.yaml", text, "default").unwrap_err().to_string();
+        let err = parse("f.yaml", text, "default", FieldValidation::Strict)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("document 2"), "{err}");
     }
 
     #[test]
     fn json_list_is_expanded() {
         let text = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a"}}]}"#;
-        assert_eq!(parse("f.json", text, "default").unwrap()[0].name(), "a");
+        assert_eq!(
+            parse("f.json", text, "default", FieldValidation::Strict).unwrap()[0].name(),
+            "a"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name_unless_asked_otherwise() {
+        let text = "apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: typo}\nspec: {cidr: 10.244.0.0/16, natOutgoin: true}\n";
+        let err = parse("f.yaml", text, "default", FieldValidation::Strict)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field \"spec.natOutgoin\""), "{err}");
+        let warned = parse("f.yaml", text, "default", FieldValidation::Warn).unwrap();
+        assert_eq!(warned[0].unknown_fields, ["spec.natOutgoin"]);
+        assert!(warned[0].object["spec"].get("natOutgoin").is_none());
+        let ignored = parse("f.yaml", text, "default", FieldValidation::Ignore).unwrap();
+        assert!(ignored[0].unknown_fields.is_empty());
     }
 
     #[test]
     fn unknown_kind_is_named() {
         let text = "apiVersion: networking.twill.dev/v1\nkind: Pool\nmetadata: {name: a}\n";
-        let err = parse("f.yaml", text, "default").unwrap_err().to_string();
+        let err = parse("f.yaml", text, "default", FieldValidation::Strict)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown kind Pool"), "{err}");
     }
 }

@@ -9,6 +9,7 @@ use twill_api::datastore::Datastore;
 use twill_api::datastore::kubernetes::KubernetesBackend;
 use twill_api::resources::kinds::ALL_KINDS;
 use twill_harness::kube_fake::{FakeApiServer, FakeKind};
+use twillctl::manifest::FieldValidation;
 use twillctl::resources::write::{FileArgs, WriteMode};
 
 fn datastore() -> (Datastore, FakeApiServer) {
@@ -38,6 +39,7 @@ async fn a_write_refused_midway_is_reported_with_what_was_applied_and_not_attemp
     let args = FileArgs {
         filename: file.to_str().unwrap().into(),
         namespace: None,
+        validate: FieldValidation::Strict,
     };
     let mut out = Vec::new();
     let error = args

@@ -371,3 +371,82 @@ fn apply_checks_every_document_against_the_datastore_first_and_reports_each() {
     let pools = get_json(&etcd, &["get", "ippools"]);
     assert_eq!(pools["items"].as_array().unwrap().len(), 1, "{pools}");
 }
+
+#[test]
+fn unknown_fields_are_refused_by_name_unless_validate_says_otherwise() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: typo}\nspec: {cidr: 10.244.0.0/16, natOutgoin: true}\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let refused = twillctl(&etcd, &["apply", "-f", path]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("unknown field"), "{stderr}");
+    assert!(stderr.contains("spec.natOutgoin"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains("applied"));
+    let pools = get_json(&etcd, &["get", "ippools"]);
+    assert_eq!(pools["items"].as_array().unwrap().len(), 0, "{pools}");
+    // create and replace check the same way.
+    assert_eq!(
+        twillctl(&etcd, &["create", "-f", path]).status.code(),
+        Some(2)
+    );
+
+    // --validate=warn writes without the field and names it on stderr.
+    let warned = twillctl(&etcd, &["apply", "-f", path, "--validate=warn"]);
+    let stderr = String::from_utf8_lossy(&warned.stderr).to_string();
+    assert!(ok(warned).contains("ippool/typo applied"));
+    assert!(
+        stderr.contains("Warning") && stderr.contains("spec.natOutgoin"),
+        "{stderr}"
+    );
+    let pool = get_json(&etcd, &["get", "ippool", "typo"]);
+    assert!(pool["spec"].get("natOutgoin").is_none(), "{pool}");
+
+    // --validate=ignore (or false, as kubectl spells it) drops it silently.
+    let ignored = twillctl(&etcd, &["apply", "-f", path, "--validate=false"]);
+    let stderr = String::from_utf8_lossy(&ignored.stderr).to_string();
+    ok(ignored);
+    assert!(!stderr.contains("natOutgoin"), "{stderr}");
+
+    // A merge patch with an unknown field is refused too.
+    let patched = twillctl(
+        &etcd,
+        &[
+            "patch",
+            "ippool",
+            "typo",
+            "-p",
+            r#"{"spec":{"blockSiz":24}}"#,
+        ],
+    );
+    assert!(!patched.status.success());
+    assert!(String::from_utf8_lossy(&patched.stderr).contains("spec.blockSiz"));
+}
+
+#[test]
+fn a_network_policy_with_an_unknown_selector_operator_is_refused() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("np.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: broken, namespace: prod}\n\
+         spec:\n  podSelector: {matchExpressions: [{key: app, operator: Frob, values: [web]}]}\n  ingress: [{}]\n",
+    )
+    .unwrap();
+    let output = twillctl(&etcd, &["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("spec.podSelector.matchExpressions[0].operator") && stderr.contains("Frob"),
+        "{stderr}"
+    );
+    let policies = get_json(&etcd, &["get", "networkpolicies", "-n", "prod"]);
+    assert_eq!(policies["items"].as_array().unwrap().len(), 0, "{policies}");
+}

@@ -107,3 +107,78 @@ fn docs_reference_pages_equal_the_generated_ones() {
         "the IPPool page documents spec.cidr"
     );
 }
+
+/// Every object schema names its fields (or is a map): nothing preserves unknown fields,
+/// so the API server prunes them, or refuses them under `fieldValidation=Strict`.
+#[test]
+fn no_crd_preserves_unknown_fields() {
+    fn walk(schema: &serde_json::Value, path: &str, crd: &str) {
+        let Some(map) = schema.as_object() else {
+            return;
+        };
+        assert!(
+            map.get("x-kubernetes-preserve-unknown-fields") != Some(&true.into()),
+            "{crd}: {path} preserves unknown fields"
+        );
+        for (key, value) in map {
+            match key.as_str() {
+                "properties" => {
+                    for (field, sub) in value.as_object().into_iter().flatten() {
+                        walk(sub, &format!("{path}.{field}"), crd);
+                    }
+                }
+                "items" | "additionalProperties" => walk(value, &format!("{path}[]"), crd),
+                "anyOf" | "allOf" => {
+                    for sub in value.as_array().into_iter().flatten() {
+                        walk(sub, path, crd);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let yaml = crds_yaml().unwrap();
+    for doc in serde_yaml::Deserializer::from_str(&yaml) {
+        let crd: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        if crd.is_null() {
+            continue;
+        }
+        let name = crd["metadata"]["name"].as_str().unwrap().to_string();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        walk(schema, "", &name);
+    }
+}
+
+/// Fields with a closed set of values carry it as an `enum`, so the API server refuses
+/// anything else (`matchOperator: Frob`) before it is stored.
+#[test]
+fn closed_value_sets_are_schema_enums() {
+    let yaml = crds_yaml().unwrap();
+    let mut seen = 0;
+    for doc in serde_yaml::Deserializer::from_str(&yaml) {
+        let crd: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
+        match crd["spec"]["names"]["kind"].as_str() {
+            Some("BGPFilter") => {
+                let rule = &schema["spec"]["properties"]["exportV4"]["items"]["properties"];
+                assert_eq!(
+                    rule["matchOperator"]["enum"],
+                    serde_json::json!(["Equal", "NotEqual", "In", "NotIn"]),
+                    "{rule}"
+                );
+                assert_eq!(
+                    rule["action"]["enum"],
+                    serde_json::json!(["Accept", "Reject"])
+                );
+                seen += 1;
+            }
+            Some("GlobalNetworkPolicy") => {
+                let rule = &schema["spec"]["properties"]["ingress"]["items"]["properties"];
+                assert!(rule["action"]["enum"].is_array(), "{rule}");
+                seen += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, 2);
+}

@@ -603,3 +603,81 @@ async fn an_interface_without_endpoint_is_shut_with_nftables() {
 async fn an_interface_without_endpoint_is_shut_with_iptables() {
     unknown_interface(DataplaneKind::Iptables, "tw-pui").await;
 }
+
+/// A policy stored with a selector that does not parse (`operator: Frob`; nothing checked
+/// it on the way in) fails closed: what it could select is denied, rather than the policy
+/// selecting nothing and everything staying open.
+async fn invalid_policy_scenario(kind: DataplaneKind, prefix: &str) {
+    let t = Topo::new(
+        prefix,
+        &[("web", 11), ("db", 12), ("client", 13), ("other", 14)],
+    );
+    let engine = t
+        .node
+        .run(move || PolicyEngine::new(kind))
+        .unwrap()
+        .unwrap();
+    let inputs = inputs_from_yaml(BASE, "node1");
+    engine.apply(Arc::new(inputs.clone())).await.unwrap();
+    expect_tcp(&t, "open", &[("client", "web", 80, true)]);
+
+    let inputs = with(
+        &inputs,
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: broken, namespace: prod }
+spec:
+  podSelector: { matchExpressions: [{ key: app, operator: Frob, values: [web] }] }
+  ingress: [{ from: [{ namespaceSelector: {} }] }]
+"#,
+    );
+    engine.apply(Arc::new(inputs.clone())).await.unwrap();
+    expect_tcp(
+        &t,
+        "invalid NetworkPolicy",
+        &[
+            ("client", "web", 80, false),
+            ("client", "db", 80, false),
+            ("outside", "web", 80, false),
+            ("web", "client", 80, true), // its directions only: egress stays open
+        ],
+    );
+
+    let mut inputs = inputs;
+    inputs
+        .network_policies
+        .remove(&("prod".into(), "broken".into()));
+    let inputs = with(
+        &inputs,
+        r#"
+apiVersion: networking.twill.dev/v1
+kind: GlobalNetworkPolicy
+metadata: { name: broken }
+spec:
+  selector: app === 'web'
+  namespaceSelector: team == 'a'
+  ingress: [{ action: Allow }]
+"#,
+    );
+    engine.apply(Arc::new(inputs.clone())).await.unwrap();
+    expect_tcp(
+        &t,
+        "invalid GlobalNetworkPolicy",
+        &[
+            ("client", "web", 80, false),
+            ("client", "db", 80, false),
+            ("web", "client", 80, true), // dev is not in its namespaces
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_stored_policy_denies_what_it_selects_with_nftables() {
+    invalid_policy_scenario(DataplaneKind::Nftables, "tw-pvn").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_stored_policy_denies_what_it_selects_with_iptables() {
+    invalid_policy_scenario(DataplaneKind::Iptables, "tw-pvi").await;
+}

@@ -39,6 +39,9 @@ pub struct Metrics {
     pub leader_losses: Counter,
     /// Reconciliation passes completed.
     pub passes: Counter,
+    /// Fields of stored objects the controller does not know, by kind (brought up to date
+    /// from the datastore layer's counters on every pass).
+    unknown_fields: Family<Labels, Counter>,
 }
 
 fn label(k: &str, v: &str) -> Labels {
@@ -80,7 +83,13 @@ impl Metrics {
             leader: Gauge::default(),
             leader_losses: Counter::default(),
             passes: Counter::default(),
+            unknown_fields: Family::default(),
         };
+        registry.register(
+            "unknown_fields",
+            "Fields of stored objects the controller does not know (ignored), by kind",
+            m.unknown_fields.clone(),
+        );
         registry.register("pool_size", "Addresses in the pool", m.pool_size.clone());
         registry.register(
             "pool_allocated",
@@ -134,6 +143,10 @@ impl Metrics {
 
     /// Refreshes the pool and node gauges from an inventory.
     pub fn observe(&self, inv: &Inventory, nodes: &NodeLabels) {
+        for (kind, seen) in twill_api::resources::unknown::unknown_fields_seen() {
+            let counter = self.unknown_fields.get_or_create(&label("kind", &kind));
+            counter.inc_by(seen.saturating_sub(counter.get()));
+        }
         for f in [
             &self.pool_size,
             &self.pool_allocated,
@@ -212,5 +225,29 @@ impl Probes for Health {
 
     fn registry(&self) -> &Registry {
         &self.registry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twill_api::resources::kinds::IPRESERVATION;
+
+    #[test]
+    fn unknown_fields_met_by_the_datastore_layer_are_exported_per_kind() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        IPRESERVATION
+            .unknown_fields_seen
+            .note("r", &["spec.reservedCIDR".to_string()]);
+        metrics.observe(&Inventory::default(), &NodeLabels::default());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("twill_ipam_unknown_fields_total{kind=\"ipreservation\"}"))
+            .unwrap_or_else(|| panic!("no counter for ipreservation in {text}"));
+        let value: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value >= 1, "{line}");
     }
 }

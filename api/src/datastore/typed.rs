@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::backend::{Backend, RawEvent, RawWatchStream};
 use super::error::{DatastoreError, Result};
 use crate::resources::kinds::{IPPOOL, from_value_with_path};
+use crate::resources::unknown::decode_noting_unknown;
 use crate::resources::{IPPool, KindInfo, Resource};
 use crate::validate::{ValidationError, pool_unchanged_shape, pools_overlap};
 
@@ -58,11 +59,31 @@ fn name_of(object: &Value) -> String {
         .to_string()
 }
 
+/// Decodes a stored object. Fields its type does not know are counted per kind and logged
+/// (once per object and set of fields): written by a newer version, by hand, or by a
+/// client that did not check, they are ignored, and the operator should know.
 fn decode<T: Resource>(value: Value) -> Result<T> {
-    from_value_with_path::<T>(value).map_err(|error| DatastoreError::Backend {
-        endpoint: String::new(),
-        reason: format!("stored {} does not decode: {error}", T::kind_info().kind),
-    })
+    let kind = T::kind_info();
+    match decode_noting_unknown::<T>(&value) {
+        Ok((object, unknown)) => {
+            if !unknown.is_empty() {
+                let name = name_of(&value);
+                if kind.unknown_fields_seen.note(&name, &unknown) {
+                    tracing::warn!(
+                        kind = kind.kind,
+                        name,
+                        fields = unknown.join(", "),
+                        "stored object has fields this version does not know; they are ignored"
+                    );
+                }
+            }
+            Ok(object)
+        }
+        Err(_) => from_value_with_path::<T>(value).map_err(|error| DatastoreError::Backend {
+            endpoint: String::new(),
+            reason: format!("stored {} does not decode: {error}", kind.kind),
+        }),
+    }
 }
 
 fn encode<T: Resource>(object: &T) -> Result<Value> {

@@ -192,11 +192,13 @@ pub struct BGPFilterRule {
     pub cidr: Option<String>,
     /// `Equal`, `NotEqual`, `In`, `NotIn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Equal", "NotEqual", "In", "NotIn"]))]
     pub match_operator: Option<String>,
     /// Prefix-length bounds for `In`/`NotIn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix_length: Option<PrefixLength>,
     /// `Accept` or `Reject`.
+    #[schemars(extend("enum" = ["Accept", "Reject"]))]
     pub action: String,
 }
 

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::native::{KubeNode, Namespace, NetworkPolicy, Pod};
+use super::unknown::{UnknownFieldCounter, decode_noting_unknown};
 use super::{
     BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity, FelixConfiguration, GlobalNetworkPolicy,
     IPAMBlock, IPAMConfig, IPAMHandle, IPPool, IPReservation, Node, WorkloadEndpoint,
@@ -38,6 +39,10 @@ pub struct KindInfo {
     pub check: fn(Value) -> Result<Value, ValidationError>,
     /// The CRD, for Twill's own kinds; `None` for native Kubernetes kinds.
     pub crd: Option<fn() -> CustomResourceDefinition>,
+    /// The paths of the fields of an object this kind does not know (`spec.natOutgoin`).
+    pub unknown_fields: fn(&Value) -> Vec<String>,
+    /// Unknown fields met while reading objects of this kind, in this process.
+    pub unknown_fields_seen: UnknownFieldCounter,
 }
 
 impl fmt::Debug for KindInfo {
@@ -102,6 +107,14 @@ fn check<T: DeserializeOwned + Serialize + Validate>(
     serde_json::to_value(&object).map_err(|e| ValidationError::new("", e.to_string()))
 }
 
+/// The fields of `value` that `T` does not know (none when it does not decode at all: the
+/// decoding error says more).
+fn unknown_fields<T: DeserializeOwned>(value: &Value) -> Vec<String> {
+    decode_noting_unknown::<T>(value)
+        .map(|(_, unknown)| unknown)
+        .unwrap_or_default()
+}
+
 /// Deserialises a JSON value, naming the field path of the first error
 /// (serde_yaml tracks paths; JSON text is YAML).
 pub fn from_value_with_path<T: DeserializeOwned>(value: Value) -> Result<T, ValidationError> {
@@ -134,6 +147,8 @@ macro_rules! kinds {
                 namespaced: $ns,
                 check: check::<$ty>,
                 crd: $crd,
+                unknown_fields: unknown_fields::<$ty>,
+                unknown_fields_seen: UnknownFieldCounter::new(),
             };
 
             impl Resource for $ty {

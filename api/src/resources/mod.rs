@@ -18,6 +18,7 @@ pub mod kinds;
 pub mod node;
 #[allow(clippy::duplicated_attributes)]
 pub mod policy;
+pub mod unknown;
 #[allow(clippy::duplicated_attributes)]
 pub mod workload;
 

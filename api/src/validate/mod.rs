@@ -9,12 +9,14 @@ pub mod felix;
 mod ippool;
 mod meta;
 mod net;
+mod netpol;
 mod other;
 
 use std::fmt;
 
 pub use ippool::{overlaps, pool_unchanged_shape, pools_overlap};
 pub use net::{parse_cidr_masked, parse_peer_ip};
+pub use netpol::{LABEL_SELECTOR_OPERATORS, check_label_selector};
 
 /// A broken rule: which field, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]

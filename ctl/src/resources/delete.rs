@@ -4,7 +4,7 @@ use std::io::Write;
 
 use super::{Ds, kind_arg, namespace_for};
 use crate::error::{CtlError, Result};
-use crate::manifest::{parse, read_file};
+use crate::manifest::{FieldValidation, parse, read_file};
 
 /// Delete resources by name or by manifest.
 #[derive(Clone, Debug, clap::Args)]
@@ -26,7 +26,9 @@ impl DeleteArgs {
         let mut targets = Vec::new();
         if let Some(file) = &self.filename {
             let text = read_file(file)?;
-            for doc in parse(file, &text, self.namespace.as_deref().unwrap_or("default"))? {
+            // Only names matter here: fields a kind does not know do not stop a delete.
+            let namespace = self.namespace.as_deref().unwrap_or("default");
+            for doc in parse(file, &text, namespace, FieldValidation::Ignore)? {
                 targets.push((
                     doc.kind,
                     doc.namespace().map(str::to_string),

@@ -31,6 +31,17 @@ impl PatchArgs {
         with_cas_retries(|| async {
             let mut object = ds.backend().get(kind, namespace, &self.name).await?;
             json_patch::merge(&mut object, &patch);
+            let unknown = (kind.unknown_fields)(&object);
+            if !unknown.is_empty() {
+                return Err(DatastoreError::Invalid {
+                    kind: kind.kind.into(),
+                    name: self.name.clone(),
+                    error: ValidationError::new(
+                        unknown.join(", "),
+                        "unknown field: this kind has no such field",
+                    ),
+                });
+            }
             ds.update_dynamic(kind, object).await
         })
         .await?;

@@ -17,7 +17,7 @@ use twill_api::validate::pools_overlap;
 
 use super::{DEFAULT_NAMESPACE, Ds, with_cas_retries};
 use crate::error::{CtlError, Result};
-use crate::manifest::{Document, parse, read_file};
+use crate::manifest::{Document, FieldValidation, parse, read_file};
 
 /// A manifest to write.
 #[derive(Clone, Debug, clap::Args)]
@@ -28,6 +28,10 @@ pub struct FileArgs {
     /// Namespace for namespaced objects that name none (default: `default`).
     #[arg(short, long)]
     pub namespace: Option<String>,
+    /// Fields a kind does not know: `strict` refuses the manifest naming them, `warn`
+    /// writes without them and says so, `ignore` drops them silently.
+    #[arg(long, value_enum, default_value_t = FieldValidation::Strict)]
+    pub validate: FieldValidation,
 }
 
 /// How a document is written.
@@ -52,11 +56,26 @@ impl FileArgs {
     /// Reads and validates every document.
     pub fn documents(&self) -> Result<Vec<Document>> {
         let text = read_file(&self.filename)?;
-        parse(
+        let documents = parse(
             &self.filename,
             &text,
             self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
-        )
+            self.validate,
+        )?;
+        for document in &documents {
+            if !document.unknown_fields.is_empty() {
+                // kubectl prints field warnings on stderr too; stdout stays the report.
+                eprintln!(
+                    "Warning: {}: document {} ({} {:?}): unknown field(s) not written: {}",
+                    self.filename,
+                    document.index,
+                    document.kind.kind,
+                    document.name(),
+                    document.unknown_fields.join(", ")
+                );
+            }
+        }
+        Ok(documents)
     }
 
     /// Checks every document against the datastore, then writes them in order, and

@@ -43,6 +43,9 @@ pub struct Metrics {
     /// (kind `missing_interface`).
     pub inconsistencies: Family<Vec<(String, String)>, Gauge>,
     pub unknown_workload_interfaces: Gauge,
+    /// Fields of stored objects this version does not know, by kind (brought up to date
+    /// from the datastore layer's counters after every reconcile).
+    pub unknown_fields: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Metrics {
@@ -109,7 +112,14 @@ impl Metrics {
             "Workload (tw*) interfaces with no endpoint on this node: shut by policy",
             unknown_workload_interfaces.clone(),
         );
+        let unknown_fields = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "unknown_fields",
+            "Fields of stored objects felix does not know (ignored), by kind",
+            unknown_fields.clone(),
+        );
         Metrics {
+            unknown_fields,
             reconciles,
             reconcile_seconds,
             route_changes,
@@ -130,6 +140,17 @@ impl Metrics {
             .get_or_create(&vec![("result".to_string(), result.to_string())])
             .inc();
         self.reconcile_seconds.observe(took.as_secs_f64());
+        self.sync_unknown_fields();
+    }
+
+    /// Brings `unknown_fields` up to the datastore layer's per-kind counts.
+    pub fn sync_unknown_fields(&self) {
+        for (kind, seen) in twill_api::resources::unknown::unknown_fields_seen() {
+            let counter = self
+                .unknown_fields
+                .get_or_create(&vec![("kind".to_string(), kind)]);
+            counter.inc_by(seen.saturating_sub(counter.get()));
+        }
     }
 
     /// Records one audit's findings.
@@ -235,4 +256,28 @@ pub fn serve(listener: TcpListener, health: Arc<Health>) -> TaskGuard {
 /// Binds the health listener (a bind failure is a start-up error).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twill_api::resources::kinds::BGPFILTER;
+
+    #[test]
+    fn unknown_fields_met_by_the_datastore_layer_are_exported_per_kind() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        BGPFILTER
+            .unknown_fields_seen
+            .note("f", &["spec.exportV4[0].actoin".to_string()]);
+        metrics.reconciled("ok", Duration::from_millis(1));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("twill_felix_unknown_fields_total{kind=\"bgpfilter\"}"))
+            .unwrap_or_else(|| panic!("no counter for bgpfilter in {text}"));
+        let value: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value >= 1, "{line}");
+    }
 }

@@ -24,18 +24,34 @@ pub fn compile_global_policy(gnp: &GlobalNetworkPolicy) -> CompiledPolicy {
         None => Ok(NsConstraint::Any),
         Some(text) => Selector::parse(text).map(NsConstraint::Selector),
     };
-    let applies = match (pods, namespaces) {
-        (Ok(pods), Ok(namespaces)) => Some(EndpointMatch { namespaces, pods }),
-        (Err(e), _) => {
-            b.warnings.push(format!("{key}: spec.selector: {e}"));
-            None
-        }
-        (_, Err(e)) => {
-            b.warnings
-                .push(format!("{key}: spec.namespaceSelector: {e}"));
-            None
+    // A selector that does not parse selects an unknown set of endpoints: fail closed by
+    // denying, in the policy's directions, every endpoint it could select (all of them in
+    // the namespaces it names, or everywhere when those do not parse either).
+    let (applies, selector_valid) = match (pods, namespaces) {
+        (Ok(pods), Ok(namespaces)) => (EndpointMatch { namespaces, pods }, true),
+        (pods, namespaces) => {
+            for (field, error) in [
+                ("spec.selector", pods.as_ref().err()),
+                ("spec.namespaceSelector", namespaces.as_ref().err()),
+            ] {
+                if let Some(e) = error {
+                    b.warnings.push(format!(
+                        "{key}: {field}: {e}: the policy denies every endpoint it could select \
+                         until fixed"
+                    ));
+                }
+            }
+            let namespaces = namespaces.unwrap_or(NsConstraint::Any);
+            (
+                EndpointMatch {
+                    namespaces,
+                    pods: Selector::All,
+                },
+                false,
+            )
         }
     };
+    let applies = Some(applies);
 
     let (ingress, egress) = if spec.types.is_empty() {
         let e = !spec.egress.is_empty();
@@ -61,6 +77,14 @@ pub fn compile_global_policy(gnp: &GlobalNetworkPolicy) -> CompiledPolicy {
             continue;
         }
         let mut out = Vec::new();
+        if !selector_valid {
+            out.push(IrRule::new(RuleAction::Deny));
+            match dir {
+                Direction::Ingress => ir.ingress = Some(out),
+                Direction::Egress => ir.egress = Some(out),
+            }
+            continue;
+        }
         for (i, rule) in rules.iter().enumerate() {
             let d = if dir == Direction::Ingress {
                 "ingress"

@@ -25,17 +25,22 @@ pub fn compile_network_policy(np: &NetworkPolicy) -> CompiledPolicy {
     let mut b = Builder::default();
     let spec = np.spec.clone().unwrap_or_default();
 
-    let applies = match spec.pod_selector.as_ref() {
-        None => Some(Selector::All),
+    // A podSelector that does not parse (an operator the API does not have, stored before
+    // anything checked it) selects an unknown set of pods: fail closed by isolating every
+    // pod of the namespace in the policy's directions, with none of its rules.
+    let (pods, selector_valid) = match spec.pod_selector.as_ref() {
+        None => (Selector::All, true),
         Some(sel) => match from_label_selector(sel, "spec.podSelector") {
-            Ok(s) => Some(s),
+            Ok(s) => (s, true),
             Err(e) => {
-                b.warnings.push(format!("{key}: {e}"));
-                None
+                b.warnings.push(format!(
+                    "{key}: {e}: the policy denies every pod of namespace {ns:?} until fixed"
+                ));
+                (Selector::All, false)
             }
         },
-    }
-    .map(|pods| EndpointMatch {
+    };
+    let applies = Some(EndpointMatch {
         namespaces: NsConstraint::Name(ns.clone()),
         pods,
     });
@@ -67,6 +72,18 @@ pub fn compile_network_policy(np: &NetworkPolicy) -> CompiledPolicy {
         ingress: None,
         egress: None,
     };
+    if !selector_valid {
+        ir.ingress = ingress.then(Vec::new);
+        ir.egress = egress.then(Vec::new);
+        return CompiledPolicy {
+            key,
+            order: None,
+            applies,
+            ir,
+            sets: b.sets,
+            warnings: b.warnings,
+        };
+    }
     if ingress {
         let mut rules = Vec::new();
         for (i, rule) in ingress_rules.iter().enumerate() {

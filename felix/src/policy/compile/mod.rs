@@ -12,7 +12,9 @@
 //!
 //! Anything that cannot be compiled fails closed: an allow that cannot be expressed is
 //! left out (it allows less), a deny that cannot be expressed denies everything its
-//! policy selects; each case is reported as a warning naming the field.
+//! policy selects; a policy whose own selector does not parse (stored before anything
+//! checked it) denies, in its directions, every endpoint it could select (the whole
+//! namespace for a `NetworkPolicy`); each case is reported as a warning naming the field.
 
 use std::collections::BTreeMap;
 
