@@ -11,6 +11,7 @@ PKGS=(
   iproute2 iputils-ping netcat-openbsd tcpdump
   containernetworking-plugins  # reference CNI plugins (portmap, bandwidth, ptp, host-local)
   procps psmisc hyperfine
+  openssl                    # certificates for the test kube-apiserver (harness kube_real)
 )
 
 missing=()

@@ -106,3 +106,15 @@ async fn etcd_status_updates() {
     let etcd = EtcdServer::start().unwrap();
     suite::status_updates(&datastore(&etcd).await).await;
 }
+
+#[tokio::test]
+async fn etcd_generation_counts_spec_changes() {
+    let etcd = EtcdServer::start().unwrap();
+    suite::generation_counts_spec_changes(&datastore(&etcd).await).await;
+}
+
+#[tokio::test]
+async fn etcd_finalizers_hold_deletes() {
+    let etcd = EtcdServer::start().unwrap();
+    suite::finalizers_hold_deletes(&datastore(&etcd).await).await;
+}

@@ -146,3 +146,17 @@ async fn kubernetes_status_goes_through_the_status_subresource() {
         "{puts:?}"
     );
 }
+
+#[tokio::test]
+async fn kubernetes_generation_counts_spec_changes() {
+    let (ds, server) = datastore();
+    suite::generation_counts_spec_changes(&ds).await;
+    no_violations(&server).await;
+}
+
+#[tokio::test]
+async fn kubernetes_finalizers_hold_deletes() {
+    let (ds, server) = datastore();
+    suite::finalizers_hold_deletes(&ds).await;
+    no_violations(&server).await;
+}

@@ -43,10 +43,11 @@ const STATES: [State; 6] = [
     State::Established,
 ];
 
-/// The speaker's metrics and their registry.
+/// The speaker's metric families, registered in the process's one registry (under
+/// `twill_bgp_`) by [`Metrics::register`]; [`Metrics::new`] keeps them unregistered, for a
+/// speaker whose process does not export them.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
     sessions: Family<StateLabel, Gauge>,
     prefixes: Family<PrefixLabel, Gauge>,
     updates: Family<DirectionLabel, Counter>,
@@ -74,8 +75,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Families that no registry exports.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("twill_bgp");
+        Self::register(&mut Registry::default())
+    }
+
+    /// Registers the families in `root` under the prefix `twill_bgp`.
+    pub fn register(root: &mut Registry) -> Self {
+        let registry = root.sub_registry_with_prefix("twill_bgp");
         let sessions = Family::<StateLabel, Gauge>::default();
         let prefixes = Family::<PrefixLabel, Gauge>::default();
         let updates = Family::<DirectionLabel, Counter>::default();
@@ -109,7 +116,6 @@ impl Metrics {
             bfd_dropped.clone(),
         );
         Self {
-            registry,
             sessions,
             prefixes,
             updates,
@@ -188,14 +194,6 @@ impl Metrics {
                 .set(c);
         }
     }
-
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
-        let mut s = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
-        s
-    }
 }
 
 #[cfg(test)]
@@ -204,11 +202,12 @@ mod tests {
 
     #[test]
     fn exposition_names_sessions_by_state_and_prefixes_per_peer() {
-        let m = Metrics::new();
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
         m.update_in();
         m.error("hold_timer_expired");
         m.observe([("192.0.2.1".parse().unwrap(), State::Established, 5, 4, 3)].into_iter());
-        let text = m.encode();
+        let text = twill_utils::telemetry::render(&registry);
         assert!(
             text.contains("twill_bgp_sessions{state=\"Established\"} 1"),
             "{text}"
@@ -233,12 +232,13 @@ mod tests {
 
     #[test]
     fn exposition_names_bfd_sessions_transitions_detections_and_drops() {
-        let m = Metrics::new();
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
         m.bfd_transition("Up", false);
         m.bfd_transition("Down", true);
         m.bfd_sessions_up(2);
         m.bfd_dropped("ttl");
-        let text = m.encode();
+        let text = twill_utils::telemetry::render(&registry);
         for want in [
             "twill_bgp_bfd_sessions_up 2",
             "twill_bgp_bfd_transitions_total{to=\"Down\"} 1",

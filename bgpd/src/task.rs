@@ -1,29 +1,4 @@
-//! Task handles that cancel their task when dropped, so a stopped session or speaker
-//! never leaves orphan tasks behind.
+//! Task handles that cancel their task when dropped: the shared [`twill_utils::task`],
+//! re-exported where the speaker's modules have always found it.
 
-use std::future::Future;
-
-use tokio::task::JoinHandle;
-
-/// Aborts the task on drop.
-#[derive(Debug)]
-pub struct TaskGuard(JoinHandle<()>);
-
-impl TaskGuard {
-    pub fn spawn<F>(fut: F) -> Self
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        Self(tokio::spawn(fut))
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
-}
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+pub use twill_utils::task::TaskGuard;

@@ -203,3 +203,77 @@ async fn originated_prefixes_carry_their_communities_and_a_change_is_sent() {
     c.shutdown().await;
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_peer_gets_no_session_and_no_routes_until_released() {
+    let mut a_cfg = SpeakerConfig::new(65001, A);
+    a_cfg.listen = Some(SocketAddr::from((A, 0)));
+    let mut pb = PeerConfig::new(IpAddr::V4(B), 65002);
+    pb.held = Some("BGPFilter tor-out not found".into());
+    a_cfg.peers = vec![pb.clone()];
+    a_cfg.originate = vec!["10.244.1.0/26".parse().unwrap()];
+    let a = Speaker::start(a_cfg).await.unwrap();
+    let port = a.local_addr().unwrap().port();
+
+    // B keeps trying to connect to A.
+    let mut b_cfg = SpeakerConfig::new(65002, B);
+    let mut pa = PeerConfig::new(IpAddr::V4(A), 65001);
+    pa.port = port;
+    pa.source_address = Some(IpAddr::V4(B));
+    pa.connect_retry = Some(1);
+    b_cfg.peers = vec![pa];
+    b_cfg.originate = vec!["10.244.2.0/26".parse().unwrap()];
+    let b = Speaker::start(b_cfg).await.unwrap();
+
+    for _ in 0..30 {
+        let peers = a.peers().await.unwrap();
+        assert_eq!(peers.len(), 1, "the held peer is listed");
+        assert_eq!(peers[0].state, State::Idle, "{peers:?}");
+        assert_eq!(
+            peers[0].held.as_deref(),
+            Some("BGPFilter tor-out not found")
+        );
+        assert!(
+            b.routes(RouteQuery::default())
+                .await
+                .unwrap()
+                .iter()
+                .all(|r| r.prefix.to_string() != "10.244.1.0/26"),
+            "exported while held"
+        );
+        assert!(
+            a.routes(RouteQuery::default())
+                .await
+                .unwrap()
+                .iter()
+                .all(|r| r.prefix.to_string() != "10.244.2.0/26"),
+            "imported while held"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Released: the session comes up and routes flow both ways.
+    pb.held = None;
+    a.set_peers(vec![pb], Default::default()).unwrap();
+    eventually("routes both ways once released", || async {
+        let to_b = b
+            .routes(RouteQuery::default())
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.prefix.to_string() == "10.244.1.0/26");
+        let to_a = a
+            .routes(RouteQuery::default())
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.prefix.to_string() == "10.244.2.0/26");
+        to_b && to_a
+    })
+    .await;
+    let peers = a.peers().await.unwrap();
+    assert_eq!(
+        (peers[0].state, peers[0].held.clone()),
+        (State::Established, None)
+    );
+}

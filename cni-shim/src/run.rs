@@ -30,6 +30,9 @@ impl Output {
 
 /// Runs the plugin: `get` reads the environment, `stdin` is the configuration.
 pub fn run(get: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Output {
+    if let Err(e) = config::check_size(stdin) {
+        return Output::error(&e, CniVersion::LATEST.as_str());
+    }
     // Errors are written in the version the configuration asked for when we know it.
     let sniffed = config::sniff_version(stdin);
     let err_version = sniffed

@@ -15,6 +15,9 @@ use crate::spec::{CniError, CniVersion, code};
 pub const DEFAULT_AGENT_SOCKET: &str = "/var/run/twill/agent.sock";
 /// How long a request may take once connected (an ADD may wait on the datastore).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most configuration the plugin reads from stdin. Real configurations are a few KiB
+/// (with `prevResult`, tens of KiB); more is a runtime's bug, not worth a retry.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 /// How long connecting to felix may take before the answer is "try again later".
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -49,6 +52,18 @@ pub fn sniff_version(raw: &[u8]) -> Option<String> {
         cni_version: Option<String>,
     }
     serde_json::from_slice::<V>(raw).ok()?.cni_version
+}
+
+/// Refuses a configuration longer than [`MAX_CONFIG_BYTES`] as invalid (code 7): it is
+/// permanent, so the runtime must not be told to try again.
+pub fn check_size(raw: &[u8]) -> Result<(), CniError> {
+    if raw.len() > MAX_CONFIG_BYTES {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!("network configuration is larger than {MAX_CONFIG_BYTES} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses and checks the configuration (not for VERSION, whose stdin may be minimal).
@@ -118,6 +133,13 @@ mod tests {
         assert_eq!(c.cni_version, CniVersion::V100);
         assert_eq!(c.agent_socket, PathBuf::from(DEFAULT_AGENT_SOCKET));
         assert_eq!(c.timeout, DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn oversized_config_is_code_7() {
+        assert!(check_size(&vec![b' '; MAX_CONFIG_BYTES]).is_ok());
+        let e = check_size(&vec![b' '; MAX_CONFIG_BYTES + 1]).unwrap_err();
+        assert_eq!(e.code, 7);
     }
 
     #[test]

@@ -227,6 +227,7 @@ fn peers_json(peers: &[pb::Peer]) -> serde_json::Value {
                         "diagnostic": b.diagnostic, "txIntervalMs": b.tx_interval_ms,
                         "detectTimeMs": b.detect_time_ms, "holdingBgp": b.holding_bgp,
                     })),
+                    "held": p.held,
                 })
             })
             .collect(),
@@ -300,7 +301,9 @@ pub fn render_peers(peers: &[pb::Peer]) -> String {
     let rows: Vec<Vec<String>> = peers
         .iter()
         .map(|p| {
-            let info = if p.state == "Established" || p.last_error.is_empty() {
+            let info = if !p.held.is_empty() {
+                format!("Held ({})", p.held)
+            } else if p.state == "Established" || p.last_error.is_empty() {
                 p.state.clone()
             } else {
                 format!("{} ({})", p.state, p.last_error)
@@ -311,6 +314,8 @@ pub fn render_peers(peers: &[pb::Peer]) -> String {
                 p.r#type.clone(),
                 if p.state == "Established" {
                     "up"
+                } else if !p.held.is_empty() {
+                    "held"
                 } else {
                     "start"
                 }
@@ -415,6 +420,7 @@ mod tests {
             prefixes_advertised: 1,
             last_error: err.to_owned(),
             bfd: None,
+            held: String::new(),
         }
     }
 
@@ -465,6 +471,13 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("Active (hold timer expired)"), "{s}");
+        let mut held = peer("192.0.2.4", "Idle", "");
+        held.held = "BGPFilter tor-out not found".into();
+        let s = render_peers(&[held]);
+        assert!(
+            s.contains("held") && s.contains("Held (BGPFilter tor-out not found)"),
+            "{s}"
+        );
         assert!(s.contains("3/2/1"), "{s}");
         let widths: Vec<usize> = s.lines().map(str::len).collect();
         assert!(

@@ -18,6 +18,29 @@ pub enum OutputFormat {
     Json,
 }
 
+/// What a redacted secret prints as.
+pub const REDACTED: &str = "<redacted>";
+
+/// Where each kind keeps secrets inline (JSON pointers).
+fn secret_fields(kind: &KindInfo) -> &'static [&'static str] {
+    match kind.kind {
+        "BGPPeer" => &["/spec/password/value"],
+        _ => &[],
+    }
+}
+
+/// Replaces the secrets an object of `kind` carries inline with [`REDACTED`]; references
+/// to secrets (a Secret's name and key) stay.
+pub fn redact_secrets(kind: &KindInfo, object: &mut Value) {
+    for pointer in secret_fields(kind) {
+        if let Some(value) = object.pointer_mut(pointer)
+            && !value.is_null()
+        {
+            *value = REDACTED.into();
+        }
+    }
+}
+
 fn write_err(e: impl std::fmt::Display) -> CtlError {
     CtlError::Output(e.to_string())
 }
@@ -124,6 +147,19 @@ fn table(out: &mut dyn Write, kind: &KindInfo, objects: &[Value], wide: bool) ->
 mod tests {
     use super::*;
     use twill_api::resources::kinds::IPPOOL;
+
+    #[test]
+    fn inline_passwords_are_redacted_and_references_kept() {
+        use twill_api::resources::kinds::BGPPEER;
+        let mut peer = serde_json::json!({"spec": {"password": {"value": "s3cret"}}});
+        redact_secrets(&BGPPEER, &mut peer);
+        assert_eq!(peer["spec"]["password"]["value"], REDACTED);
+        let mut by_ref =
+            serde_json::json!({"spec": {"password": {"secretKeyRef": {"name": "n", "key": "k"}}}});
+        let before = by_ref.clone();
+        redact_secrets(&BGPPEER, &mut by_ref);
+        assert_eq!(by_ref, before);
+    }
 
     #[test]
     fn table_shows_printer_columns() {

@@ -76,7 +76,7 @@ fn apply_round_trips_every_kind_then_delete_removes() {
         if let Some(ns) = expected["metadata"]["namespace"].as_str() {
             args.extend(["-n", ns]);
         }
-        let mut get = vec!["get"];
+        let mut get = vec!["get", "--show-secrets"];
         get.extend(&args);
         let actual = get_json(&etcd, &get);
         // asdot is stored normalised.
@@ -296,4 +296,78 @@ fn crds_and_version_need_no_datastore() {
         .unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("twillctl "));
     let _ = Path::new(EVERY_KIND);
+}
+
+#[test]
+fn get_bgppeer_redacts_inline_passwords_unless_show_secrets() {
+    let etcd = EtcdServer::start().unwrap();
+    ok(twillctl(&etcd, &["apply", "-f", EVERY_KIND]));
+    let yaml = ok(twillctl(&etcd, &["get", "bgppeer", "tor", "-o", "yaml"]));
+    assert!(!yaml.contains("secret\n"), "{yaml}");
+    let parsed: Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(parsed["spec"]["password"]["value"], "<redacted>", "{yaml}");
+    let list = get_json(&etcd, &["get", "bgppeers"]);
+    assert_eq!(list["items"][0]["spec"]["password"]["value"], "<redacted>");
+    let json = ok(twillctl(&etcd, &["get", "bgppeer", "tor", "-o", "json"]));
+    assert!(!json.contains("\"secret\""), "{json}");
+    // The stored value is intact, and shown on request.
+    let shown = get_json(&etcd, &["get", "bgppeer", "tor", "--show-secrets"]);
+    assert_eq!(shown["spec"]["password"]["value"], "secret");
+}
+
+#[test]
+fn apply_checks_every_document_against_the_datastore_first_and_reports_each() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let taken = dir.path().join("taken.yaml");
+    std::fs::write(
+        &taken,
+        "apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: taken}\nspec: {cidr: 10.244.0.0/16}\n",
+    )
+    .unwrap();
+    ok(twillctl(&etcd, &["apply", "-f", taken.to_str().unwrap()]));
+    // The second document overlaps the stored pool: only the datastore can tell.
+    let file = dir.path().join("pools.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: one}\nspec: {cidr: 10.250.0.0/24}\n---\n\
+         apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: two}\nspec: {cidr: 10.244.1.0/24}\n---\n\
+         apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: three}\nspec: {cidr: 10.251.0.0/24}\n",
+    )
+    .unwrap();
+    let output = twillctl(&etcd, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(!output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stdout.contains("ippool/one not attempted"), "{stdout}");
+    assert!(stdout.contains("ippool/two refused:"), "{stdout}");
+    assert!(stdout.contains("overlap"), "{stdout}");
+    assert!(stdout.contains("ippool/three not attempted"), "{stdout}");
+    assert!(stderr.contains("document 2"), "{stderr}");
+    assert!(
+        stderr.contains("0 applied, 1 refused, 2 not attempted"),
+        "{stderr}"
+    );
+    let pools = get_json(&etcd, &["get", "ippools"]);
+    let names: Vec<&str> = pools["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["taken"], "nothing of the manifest was written");
+
+    // Two pools of one manifest overlapping each other are refused up front too.
+    std::fs::write(
+        &file,
+        "apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: a}\nspec: {cidr: 10.252.0.0/16}\n---\n\
+         apiVersion: networking.twill.dev/v1\nkind: IPPool\nmetadata: {name: b}\nspec: {cidr: 10.252.1.0/24}\n",
+    )
+    .unwrap();
+    let output = twillctl(&etcd, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(!output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("ippool/b refused:"), "{stdout}");
+    let pools = get_json(&etcd, &["get", "ippools"]);
+    assert_eq!(pools["items"].as_array().unwrap().len(), 1, "{pools}");
 }

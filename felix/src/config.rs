@@ -9,6 +9,25 @@ use clap::Parser;
 use twill_api::datastore::DatastoreArgs;
 
 pub use crate::policy::DataplaneKind;
+use crate::policy::ir::{EndpointToHostAction, HostPolicy, HostPort};
+
+/// Calico's `DefaultEndpointToHostAction` values (`return` means `accept` here).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum EndpointToHostArg {
+    #[default]
+    Drop,
+    Accept,
+    Return,
+}
+
+impl From<EndpointToHostArg> for EndpointToHostAction {
+    fn from(a: EndpointToHostArg) -> Self {
+        match a {
+            EndpointToHostArg::Drop => EndpointToHostAction::Drop,
+            EndpointToHostArg::Accept | EndpointToHostArg::Return => EndpointToHostAction::Accept,
+        }
+    }
+}
 
 /// Twill's per-node agent: pods, routes, BGP and policy for this node.
 #[derive(Parser, Debug, Clone)]
@@ -49,6 +68,23 @@ pub struct Args {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info`, `twill_felix=debug`.
     #[arg(long, env = "TWILL_LOG", default_value = "info")]
     pub log: String,
+    /// What happens to traffic from pods to this host itself, after the pod's egress
+    /// policy: `drop` (only the failsafe ports get through) or `accept`.
+    #[arg(
+        long,
+        env = "TWILL_DEFAULT_ENDPOINT_TO_HOST_ACTION",
+        value_enum,
+        default_value_t
+    )]
+    pub default_endpoint_to_host_action: EndpointToHostArg,
+    /// Host ports pods may always reach (comma-separated `tcp:53,udp:53`); never tcp:179.
+    #[arg(
+        long,
+        env = "TWILL_FAILSAFE_INBOUND_HOST_PORTS",
+        value_delimiter = ',',
+        value_parser = HostPort::parse
+    )]
+    pub failsafe_inbound_host_ports: Vec<HostPort>,
     /// Where the host's writable `/proc/sys/net` is (in an unprivileged container the
     /// chart mounts it at `/host/proc/sys/net`).
     #[arg(long, env = "TWILL_PROC_SYS_NET", default_value = "/proc/sys/net")]
@@ -84,6 +120,8 @@ pub struct Config {
     pub log: String,
     /// The host's `/proc/sys/net`.
     pub proc_sys_net: PathBuf,
+    /// The host-facing policy from the command line (FelixConfiguration may override it).
+    pub host_policy: HostPolicy,
 }
 
 fn hostname() -> Result<String, ConfigError> {
@@ -142,6 +180,10 @@ impl Args {
             resync: Duration::from_secs(self.resync_seconds),
             log: self.log,
             proc_sys_net: self.proc_sys_net,
+            host_policy: HostPolicy {
+                endpoint_to_host: self.default_endpoint_to_host_action.into(),
+                failsafe_inbound: self.failsafe_inbound_host_ports,
+            },
         })
     }
 }
@@ -208,5 +250,44 @@ mod tests {
         .unwrap();
         assert_eq!(c.mtu, Some(9000));
         assert_eq!(c.dataplane, DataplaneKind::Iptables);
+    }
+
+    #[test]
+    fn host_policy_defaults_to_drop_and_never_lets_bgp_through() {
+        let c = parse(&["--node-name", "n"]).unwrap();
+        assert_eq!(c.host_policy, HostPolicy::default());
+        assert_eq!(c.host_policy.endpoint_to_host, EndpointToHostAction::Drop);
+        let c = parse(&[
+            "--node-name",
+            "n",
+            "--failsafe-inbound-host-ports",
+            "tcp:22,udp:53",
+            "--default-endpoint-to-host-action",
+            "return",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.host_policy.failsafe_inbound,
+            vec![
+                HostPort {
+                    protocol: 6,
+                    port: 22
+                },
+                HostPort {
+                    protocol: 17,
+                    port: 53
+                }
+            ]
+        );
+        assert_eq!(c.host_policy.endpoint_to_host, EndpointToHostAction::Accept);
+        let argv = [
+            "twill-felix",
+            "--node-name",
+            "n",
+            "--failsafe-inbound-host-ports",
+            "tcp:179",
+        ];
+        let e = Args::try_parse_from(argv).unwrap_err().to_string();
+        assert!(e.contains("BGP"), "{e}");
     }
 }

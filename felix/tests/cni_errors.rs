@@ -180,3 +180,27 @@ fn del_without_agent_is_code_11_not_success() {
     );
     assert_eq!(run.error_code(), 11, "{run:?}");
 }
+
+#[tokio::test]
+async fn oversized_config_is_a_permanent_error_not_try_again() {
+    let node = Node::start(&["10.244.7.0/26"]).await;
+    let pod = Netns::new("twcni-pod").unwrap();
+    let netns = pod.path().display().to_string();
+    // 10 MB of otherwise valid configuration: a runtime's bug, never worth a retry.
+    let mut big = node.conf("1.0.0");
+    big["padding"] = "x".repeat(10 * 1024 * 1024).into();
+    let run = exec_plugin(
+        None,
+        &twill_bin(),
+        &add_env(&netns, "big"),
+        &big.to_string(),
+    );
+    assert_eq!(run.error_code(), 7, "{run:?}");
+    assert!(
+        run.json()["msg"].as_str().unwrap().contains("larger than"),
+        "{run:?}"
+    );
+    assert!(run.elapsed < Duration::from_secs(5), "{:?}", run.elapsed);
+    assert!(node.tw_links().is_empty());
+    assert!(node.ipam.used().await.is_empty());
+}

@@ -242,6 +242,40 @@ async fn gc_removes_attachments_not_in_the_valid_list_and_status_is_ready() {
 }
 
 #[tokio::test]
+async fn gc_without_valid_attachments_is_invalid_config_and_removes_nothing() {
+    let node = Node::start(&["10.244.4.64/26"]).await;
+    let conf = node.conf("1.1.0");
+    let a = Netns::new("twcni-pod").unwrap();
+    let b = Netns::new("twcni-pod").unwrap();
+    node.cni("ADD", "a", Some(&a), &conf).assert_ok();
+    node.cni("ADD", "b", Some(&b), &conf).assert_ok();
+    // The runtime did not say which attachments are valid: that is not "none are".
+    let run = common::exec_plugin(
+        None,
+        &common::twill_bin(),
+        &[("CNI_COMMAND", "GC")],
+        &conf.to_string(),
+    );
+    assert_eq!(run.error_code(), 7, "{run:?}");
+    assert!(run.stdout.contains("cni.dev/valid-attachments"), "{run:?}");
+    assert_eq!(node.tw_links().len(), 2);
+    assert_eq!(node.ipam.used().await.len(), 2);
+    a.exec("ping", &["-c", "1", "-W", "5", NODE_IP]).unwrap();
+    b.exec("ping", &["-c", "1", "-W", "5", NODE_IP]).unwrap();
+    // A list that is not a list of attachments is refused the same way.
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!({ "containerID": "a" });
+    let run = common::exec_plugin(
+        None,
+        &common::twill_bin(),
+        &[("CNI_COMMAND", "GC")],
+        &gc.to_string(),
+    );
+    assert_eq!(run.error_code(), 7, "{run:?}");
+    assert_eq!(node.tw_links().len(), 2);
+}
+
+#[tokio::test]
 async fn failed_add_undoes_allocation_and_links() {
     let node = Node::start(&["10.244.5.0/26"]).await;
     let conf = node.conf("1.0.0");

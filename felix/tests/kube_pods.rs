@@ -389,3 +389,33 @@ async fn count(
         .filter(|e| e.resource == resource && e.verb == verb)
         .count()
 }
+
+#[tokio::test]
+async fn a_repeated_add_replaces_the_stored_endpoint() {
+    let (ds, server) = fake();
+    server
+        .put(pod(
+            "shop",
+            "web-1",
+            NODE,
+            labels(&[("app", "web")]),
+            json!([]),
+        ))
+        .await;
+    let sync = PodSync::new(server.client(), ds.clone(), NODE.into());
+    let store = EndpointStore::load(ds.clone(), NODE.into())
+        .await
+        .unwrap()
+        .with_decorator(Some(Arc::new(sync)));
+    let mut ep = endpoint("shop", "web-1", "c1");
+    store.put(&ep).await.unwrap();
+    // The runtime repeats the ADD (same container), with a new address.
+    ep.ips = vec!["10.244.1.6".parse().unwrap()];
+    store.put(&ep).await.unwrap();
+    let wep = wait_for_wep(&server, NODE, &ep, |w| {
+        w["spec"]["ipNetworks"] == json!(["10.244.1.6/32"])
+    })
+    .await;
+    assert_eq!(wep["metadata"]["labels"], json!({"app": "web"}));
+    assert!(server.violations().await.is_empty());
+}

@@ -393,3 +393,213 @@ async fn policies_are_enforced_with_nftables() {
 async fn policies_are_enforced_with_iptables() {
     scenario(DataplaneKind::Iptables, "tw-pri").await;
 }
+
+/// `(from pod, node port, expected)` TCP checks to the node's own address.
+fn expect_to_node(t: &Topo, step: &str, cases: &[(&str, u16, bool)]) {
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter(|(f, p, want)| t.tcp_to_node(f, *p) != *want)
+        .map(|(f, p, want)| {
+            format!(
+                "{f} -> node:{p}/tcp should {}pass",
+                if *want { "" } else { "not " }
+            )
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{step}: {wrong:?}");
+}
+
+/// Pods and the host: by default no pod reaches any host port (BGP's 179 included) but
+/// the failsafe ones, still subject to the pod's egress policy; `Accept` opens the host,
+/// and no configuration ever opens 179 through the failsafe list.
+async fn host_facing(kind: DataplaneKind, prefix: &str) {
+    use twill_felix::policy::ir::{EndpointToHostAction, HostPolicy, HostPort};
+    let t = Topo::new(prefix, &[("web", 11), ("client", 13)]);
+    let _servers = t.serve_on_node(&[179, 2222, 9099]);
+    let engine = t
+        .node
+        .run(move || PolicyEngine::new(kind))
+        .unwrap()
+        .unwrap();
+    let apply = |inputs: &PolicyInputs| {
+        let inputs = Arc::new(inputs.clone());
+        let engine = &engine;
+        async move { engine.apply(inputs).await.unwrap() }
+    };
+    let mut inputs = inputs_from_yaml(BASE, "node1");
+    inputs
+        .endpoints
+        .retain(|(_, name), _| name == "web" || name == "client");
+
+    // Default: Drop, no failsafe port. Pod-to-pod and host-to-pod still work.
+    apply(&inputs).await;
+    expect_to_node(
+        &t,
+        "default drop",
+        &[
+            ("client", 179, false),
+            ("client", 2222, false),
+            ("web", 9099, false),
+        ],
+    );
+    expect_tcp(
+        &t,
+        "default drop",
+        &[("client", "web", 80, true), ("node", "web", 80, true)],
+    );
+
+    // Failsafe ports: 2222 opens; 179 in the list is ignored.
+    inputs.host = HostPolicy {
+        endpoint_to_host: EndpointToHostAction::Drop,
+        failsafe_inbound: vec![
+            HostPort {
+                protocol: 6,
+                port: 2222,
+            },
+            HostPort {
+                protocol: 6,
+                port: 179,
+            },
+        ],
+    };
+    let stats = apply(&inputs).await;
+    assert!(stats.full, "{stats:?}");
+    expect_to_node(
+        &t,
+        "failsafe",
+        &[
+            ("client", 2222, true),
+            ("client", 179, false),
+            ("client", 9099, false),
+        ],
+    );
+
+    // The pod's egress policy still applies to a failsafe port.
+    inputs = with(
+        &inputs,
+        r#"
+apiVersion: networking.twill.dev/v1
+kind: GlobalNetworkPolicy
+metadata: { name: client-no-egress }
+spec:
+  selector: app == 'client'
+  egress: [{ action: Deny }]
+"#,
+    );
+    apply(&inputs).await;
+    expect_to_node(
+        &t,
+        "failsafe under egress deny",
+        &[("client", 2222, false), ("web", 2222, true)],
+    );
+    inputs.global_policies.remove("client-no-egress");
+
+    // An allow-all egress policy does not open the host under Drop.
+    inputs = with(
+        &inputs,
+        r#"
+apiVersion: networking.twill.dev/v1
+kind: GlobalNetworkPolicy
+metadata: { name: web-allow-all }
+spec:
+  selector: app == 'web'
+  egress: [{ action: Allow }]
+"#,
+    );
+    apply(&inputs).await;
+    expect_to_node(
+        &t,
+        "allow-all egress",
+        &[("web", 179, false), ("web", 9099, false)],
+    );
+
+    // Accept: the host is open (as Calico's Accept/Return).
+    inputs.host.endpoint_to_host = EndpointToHostAction::Accept;
+    apply(&inputs).await;
+    expect_to_node(&t, "accept", &[("client", 9099, true), ("web", 179, true)]);
+    inputs.host = HostPolicy::default();
+    apply(&inputs).await;
+    expect_to_node(
+        &t,
+        "back to drop",
+        &[("client", 9099, false), ("web", 179, false)],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_reach_only_failsafe_host_ports_with_nftables() {
+    host_facing(DataplaneKind::Nftables, "tw-phn").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_reach_only_failsafe_host_ports_with_iptables() {
+    host_facing(DataplaneKind::Iptables, "tw-phi").await;
+}
+
+/// A `tw*` interface whose endpoint felix does not know (its WorkloadEndpoint deleted) is
+/// shut both ways, although no policy selected the pod; the endpoint coming back restores
+/// it, policy included.
+async fn unknown_interface(kind: DataplaneKind, prefix: &str) {
+    let t = Topo::new(prefix, &[("web", 11), ("client", 13)]);
+    let engine = t
+        .node
+        .run(move || PolicyEngine::new(kind))
+        .unwrap()
+        .unwrap();
+    let apply = |inputs: &PolicyInputs| {
+        let inputs = Arc::new(inputs.clone());
+        let engine = &engine;
+        async move { engine.apply(inputs).await.unwrap() }
+    };
+    let mut inputs = inputs_from_yaml(BASE, "node1");
+    inputs
+        .endpoints
+        .retain(|(_, name), _| name == "web" || name == "client");
+    apply(&inputs).await;
+    expect_tcp(
+        &t,
+        "known",
+        &[
+            ("client", "web", 80, true),
+            ("web", "client", 80, true),
+            ("outside", "client", 80, true),
+        ],
+    );
+
+    let client = inputs
+        .endpoints
+        .remove(&("dev".into(), "client".into()))
+        .unwrap();
+    apply(&inputs).await;
+    expect_tcp(
+        &t,
+        "endpoint deleted",
+        &[
+            ("client", "web", 80, false),
+            ("web", "client", 80, false),
+            ("outside", "client", 80, false),
+            ("outside", "web", 80, true),
+        ],
+    );
+    assert!(t.seen_by_outside("client").is_empty());
+
+    inputs
+        .endpoints
+        .insert(("dev".into(), "client".into()), client);
+    apply(&inputs).await;
+    expect_tcp(
+        &t,
+        "endpoint back",
+        &[("client", "web", 80, true), ("outside", "client", 80, true)],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interface_without_endpoint_is_shut_with_nftables() {
+    unknown_interface(DataplaneKind::Nftables, "tw-pun").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interface_without_endpoint_is_shut_with_iptables() {
+    unknown_interface(DataplaneKind::Iptables, "tw-pui").await;
+}

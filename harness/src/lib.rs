@@ -37,10 +37,18 @@
 //!   .put(json) / .remove(..) / .object(..) / .objects(..)   // set up the world directly
 //!   .compact() (next watch from before: 410) .close_watches() .fail_next(m, plural, code, n)
 //!   .exchanges() (verb, group, resource, user, status) .violations()
+//! kube_real::RealApiServer::start() -> Result<RealApiServer>   // blocking; etcd + a real
+//!       kube-apiserver v1.20.2 (scripts/kube-apiserver.sh) on free ports of 127.0.0.1 in
+//!       the calling thread's netns; openssl certs, RBAC, a system:masters admin token
+//!   .url() .ca_cert() .admin_token() .kubeconfig_yaml(token, ns) .write_kubeconfig(..)
+//!   .admin_client().await .client_with_token(t).await .token_for(&admin, ns, sa).await
+//!   Drop: SIGTERM/SIGKILL the apiserver by PID, kill etcd, remove the temp dir.
+//! kube_real::apply(&client, &json).await   // server-side apply of any kind (discovery)
 //! ```
 
 pub mod etcd;
 pub mod kube_fake;
+pub mod kube_real;
 pub mod netns;
 pub mod process;
 pub mod wait;

@@ -1,6 +1,7 @@
 //! The controller loop: on every change of a `Node` or `IPPool` (and on a periodic resync)
 //! run one pass — reconcile blocks with nodes and pools, collect garbage, refresh metrics,
-//! report each pool's `Allocatable` condition.
+//! report each pool's `Allocatable` condition, hold each pool with a finalizer until it is
+//! empty.
 //!
 //! A pass is idempotent and re-reads everything it acts on, so what triggered it does not
 //! matter; a burst of watch events is coalesced into one pass.
@@ -15,6 +16,7 @@ use twill_api::resources::native::KubeNode;
 use twill_api::resources::{IPPool, Node};
 
 use crate::allocator::{Ipam, IpamError, Settings};
+use crate::finalizer::{self, FinalizerReport};
 use crate::gc::{Gc, PassReport};
 use crate::inventory::{Inventory, WorkloadSource};
 use crate::metrics::Metrics;
@@ -59,6 +61,8 @@ pub struct PassSummary {
     pub pools_reported: usize,
     /// Twill `Node`s deleted because their Kubernetes `Node` is gone.
     pub nodes_pruned: usize,
+    /// The pools' finalizers (the pool-in-use guard).
+    pub finalizers: FinalizerReport,
 }
 
 /// The controller's state between passes.
@@ -113,6 +117,7 @@ impl Controller {
             gc: self.gc.pass(&self.ipam).await?,
             pools_reported: 0,
             nodes_pruned,
+            finalizers: FinalizerReport::default(),
         };
         if summary.gc.released > 0 {
             // Blocks GC just emptied (a gone node's) can be released now, not next pass.
@@ -126,6 +131,7 @@ impl Controller {
         self.metrics.observe(&inv, &nodes);
         summary.pools_reported =
             status::report_pools(&self.ds, &inv, &nodes, &settings.reservations).await?;
+        summary.finalizers = finalizer::hold_pools(&self.ds, &inv).await?;
         self.metrics
             .gc_candidates
             .set(i64::try_from(summary.gc.candidates).unwrap_or(i64::MAX));

@@ -7,6 +7,7 @@ pub mod allocator;
 pub mod block;
 pub mod connect;
 pub mod controller;
+pub mod finalizer;
 pub mod gc;
 pub mod inventory;
 pub mod leader;

@@ -1,18 +1,16 @@
-//! The controller's Prometheus metrics and a minimal `/metrics` HTTP endpoint.
+//! The controller's Prometheus metrics and its probes, served by the shared telemetry
+//! server ([`twill_utils::telemetry`]): `/livez`, `/readyz` and `/metrics`.
 //!
 //! Labels are bounded: the pool name (operators create a handful), an error *kind*, a GC
 //! reason, a bucket of blocks per node. Never a node, block, handle or pod name.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use twill_utils::telemetry::Probes;
 
 use crate::inventory::Inventory;
 use crate::reconcile::NodeLabels;
@@ -23,7 +21,6 @@ type FGauge = Gauge<f64, AtomicU64>;
 /// Every metric of the controller.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
     pool_size: Family<Labels, FGauge>,
     pool_allocated: Family<Labels, FGauge>,
     pool_free: Family<Labels, FGauge>,
@@ -38,6 +35,8 @@ pub struct Metrics {
     pub errors: Family<Labels, Counter>,
     /// 1 while this replica leads.
     pub leader: Gauge,
+    /// Times this replica lost its lease while leading (it then campaigns again).
+    pub leader_losses: Counter,
     /// Reconciliation passes completed.
     pub passes: Counter,
 }
@@ -58,8 +57,16 @@ fn bucket(blocks: usize) -> &'static str {
 }
 
 impl Default for Metrics {
+    /// Families that no registry exports (tests, embedding).
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("twill_ipam");
+        Self::register(&mut Registry::default())
+    }
+}
+
+impl Metrics {
+    /// Registers the controller's families in `root` under the prefix `twill_ipam`.
+    pub fn register(root: &mut Registry) -> Self {
+        let registry = root.sub_registry_with_prefix("twill_ipam");
         let m = Metrics {
             pool_size: Family::default(),
             pool_allocated: Family::default(),
@@ -71,8 +78,8 @@ impl Default for Metrics {
             gc_released: Family::default(),
             errors: Family::default(),
             leader: Gauge::default(),
+            leader_losses: Counter::default(),
             passes: Counter::default(),
-            registry: Registry::default(),
         };
         registry.register("pool_size", "Addresses in the pool", m.pool_size.clone());
         registry.register(
@@ -113,15 +120,18 @@ impl Default for Metrics {
             m.leader.clone(),
         );
         registry.register(
+            "leader_losses",
+            "Times this replica lost its lease while leading and stepped down",
+            m.leader_losses.clone(),
+        );
+        registry.register(
             "reconcile_passes",
             "Reconciliation passes",
             m.passes.clone(),
         );
-        Metrics { registry, ..m }
+        m
     }
-}
 
-impl Metrics {
     /// Refreshes the pool and node gauges from an inventory.
     pub fn observe(&self, inv: &Inventory, nodes: &NodeLabels) {
         for f in [
@@ -162,42 +172,45 @@ impl Metrics {
     pub fn error(&self, kind: &str) {
         self.errors.get_or_create(&label("kind", kind)).inc();
     }
+}
 
-    /// The text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        if encode(&mut out, &self.registry).is_err() {
-            out.clear();
+/// The controller's probes and the process's one registry. Live while the process runs
+/// (the election and the controller loop report their own failures and step down rather
+/// than hang); ready once the datastore has answered.
+#[derive(Debug)]
+pub struct Health {
+    registry: Registry,
+    connected: AtomicBool,
+}
+
+impl Health {
+    pub fn new(registry: Registry) -> Self {
+        Self {
+            registry,
+            connected: AtomicBool::new(false),
         }
-        out
+    }
+
+    /// The datastore answered: the replica can lead or stand by.
+    pub fn set_connected(&self) {
+        self.connected.store(true, Ordering::Relaxed);
     }
 }
 
-/// Serves `GET /metrics` (any path, in fact) until the task is dropped. One request per
-/// connection; a client that misbehaves only loses its own connection.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
-            // Out of file descriptors or similar: do not spin on it.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            let read =
-                tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf)).await;
-            if !matches!(read, Ok(Ok(n)) if n > 0) {
-                return;
-            }
-            let body = metrics.render();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = conn.write_all(head.as_bytes()).await;
-            let _ = conn.write_all(body.as_bytes()).await;
-            let _ = conn.shutdown().await;
-        });
+impl Probes for Health {
+    fn live(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        if self.connected.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("not connected to the datastore yet".into())
+        }
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
 }

@@ -191,7 +191,8 @@ pub fn pool_from_api(pool: &IPPool) -> Result<Pool, ModelError> {
         cidr: cidr.trunc(),
         block_len,
         node_selector,
-        disabled: pool.spec.disabled.unwrap_or(false),
+        // A pool being deleted (its finalizer holds it until empty) hands out nothing new.
+        disabled: pool.spec.disabled.unwrap_or(false) || pool.metadata.deletion_timestamp.is_some(),
     })
 }
 

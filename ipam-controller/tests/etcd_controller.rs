@@ -354,7 +354,7 @@ async fn the_binary_leads_alone_serves_metrics_and_stops_on_sigterm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frozen_leader_is_replaced_and_stops_without_acting_when_it_wakes() {
+async fn a_frozen_leader_is_replaced_and_steps_down_without_acting_when_it_wakes() {
     let (etcd, ds) = common::etcd().await;
     common::pool(&ds, "v4", "10.244.0.0/24", 26).await;
     common::node(&ds, "n1").await;
@@ -382,19 +382,99 @@ async fn a_frozen_leader_is_replaced_and_stops_without_acting_when_it_wakes() {
     common::node(&ds, "n4").await;
     wait_blocks(&ds, "n4", 1).await;
 
-    // Thawed, the old leader finds its deadline passed and exits without a pass.
+    // Thawed, the old leader finds its deadline passed, steps down without a pass and
+    // campaigns again: a standby, still running.
     a.signal(Signal::SIGCONT).unwrap();
-    let status = tokio::task::block_in_place(|| a.wait_timeout(Duration::from_secs(30)));
+    tokio::task::block_in_place(|| {
+        wait_until(
+            "replica a to campaign again",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || a.log()[frozen_at..].contains("campaigning"),
+        )
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", a.log_tail(20)));
     let log = a.log();
     let after = &log[frozen_at..];
-    assert!(status.is_some_and(|s| !s.success()), "{status:?}\n{after}");
     assert!(after.contains("lost the leader lease"), "{after}");
     assert!(
         !after.contains("pass starting"),
         "the old leader acted after waking: {after}"
     );
+    assert!(a.is_running(), "the old leader exited: {after}");
+    let addr = metrics_addr(&log).unwrap();
+    let text = tokio::task::block_in_place(|| scrape(&addr));
+    assert_eq!(metric(&text, "twill_ipam_leader"), Some(0.0), "{text}");
+    assert_eq!(
+        metric(&text, "twill_ipam_leader_losses_total"),
+        Some(1.0),
+        "{text}"
+    );
     assert!(b.is_running(), "{}", b.log_tail(10));
+    // b goes away: a, campaigning since, leads again and acts.
     b.stop().unwrap();
+    let relead = a.log().len();
+    tokio::task::block_in_place(|| {
+        wait_until(
+            "replica a to lead again",
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || a.log()[relead..].contains("leading"),
+        )
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", a.log_tail(20)));
+    common::node(&ds, "n5").await;
+    wait_blocks(&ds, "n5", 1).await;
+    a.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_datastore_freeze_makes_the_leader_step_down_and_lead_again_not_exit() {
+    let (etcd, ds) = common::etcd().await;
+    common::pool(&ds, "v4", "10.244.0.0/24", 26).await;
+    common::node(&ds, "n1").await;
+    let mut a = controller(&etcd, "a");
+    wait_log(&a, "replica a to lead", "leading");
+    wait_blocks(&ds, "n1", 1).await;
+
+    // etcd freezes (SIGSTOP): no renewal gets through, the 3 s lease runs out.
+    let etcd_pid = nix::unistd::Pid::from_raw(etcd.pid() as i32);
+    nix::sys::signal::kill(etcd_pid, Signal::SIGSTOP).unwrap();
+    let frozen_at = a.log().len();
+    let waited = tokio::task::block_in_place(|| {
+        wait_until(
+            "replica a to lose its lease",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || a.log()[frozen_at..].contains("lost the leader lease"),
+        )
+    });
+    nix::sys::signal::kill(etcd_pid, Signal::SIGCONT).unwrap();
+    waited.unwrap_or_else(|e| panic!("{e}\n{}", a.log_tail(20)));
+
+    // Thawed: the same process campaigns, leads again and acts.
+    let thawed_at = a.log().len();
+    tokio::task::block_in_place(|| {
+        wait_until(
+            "replica a to lead again",
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || a.log()[thawed_at..].contains("leading"),
+        )
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", a.log_tail(20)));
+    assert!(a.is_running(), "{}", a.log_tail(20));
+    common::node(&ds, "n2").await;
+    wait_blocks(&ds, "n2", 1).await;
+    let addr = metrics_addr(&a.log()).unwrap();
+    let text = tokio::task::block_in_place(|| scrape(&addr));
+    assert_eq!(metric(&text, "twill_ipam_leader"), Some(1.0), "{text}");
+    assert_eq!(
+        metric(&text, "twill_ipam_leader_losses_total"),
+        Some(1.0),
+        "{text}"
+    );
+    a.stop().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -441,4 +521,65 @@ async fn a_node_record_whose_kubernetes_node_is_gone_is_pruned_and_its_addresses
     assert_eq!(affine_blocks(&ds, "k2").await, 0);
     assert_eq!(affine_blocks(&ds, "k1").await, 1);
     ds.get::<Node>(None, "k1").await.unwrap();
+}
+
+/// The pool-in-use guard holds for every client: a plain datastore delete (what
+/// `kubectl delete ippool` is) only marks a pool in use; it hands out nothing new, and it
+/// goes once its last address is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_in_use_survives_a_delete_until_its_last_address_is_released() {
+    use twill_api::resources::IPPool;
+    use twill_ipam::finalizer::POOL_FINALIZER;
+    let (_etcd, ds) = common::etcd().await;
+    common::pool(&ds, "v4", "10.244.0.0/24", 26).await;
+    common::node(&ds, "n1").await;
+    let config = ControllerConfig {
+        gc_grace: Duration::from_secs(900),
+        resync: Duration::from_secs(60),
+        source: WorkloadSource::Endpoints,
+        prune_nodes: false,
+    };
+    let mut controller = Controller::new(ds.clone(), config, Arc::new(Metrics::default()));
+    let first = controller.pass().await.unwrap();
+    assert_eq!(first.finalizers.held, 1);
+    let pool: IPPool = ds.get(None, "v4").await.unwrap();
+    assert_eq!(
+        pool.metadata.finalizers.as_deref(),
+        Some(&[POOL_FINALIZER.to_string()][..])
+    );
+
+    let ipam = Ipam::new(ds.clone()).with_settings_ttl(Duration::ZERO);
+    let request = |handle: &str| Request {
+        handle: handle.into(),
+        node: "n1".into(),
+        attrs: BTreeMap::new(),
+        v4: true,
+        v6: false,
+    };
+    let got = ipam.allocate(&request("net.pod1")).await.unwrap();
+    let v4: ipnet::IpNet = "10.244.0.0/24".parse().unwrap();
+    let in_v4 = |ip: std::net::IpAddr| v4.contains(&ip);
+    assert!(in_v4(got[0].addr), "{got:?}");
+    // Another pool for what comes next.
+    common::pool(&ds, "spare", "10.245.0.0/24", 26).await;
+    // Delete the v4 pool the way any client would: no twillctl check in the way.
+    ds.delete::<IPPool>(None, "v4", None).await.unwrap();
+    let marked: IPPool = ds.get(None, "v4").await.unwrap();
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    let second = controller.pass().await.unwrap();
+    assert_eq!(second.finalizers.waiting, 1, "{second:?}");
+    let still: IPPool = ds.get(None, "v4").await.unwrap();
+    assert!(still.metadata.deletion_timestamp.is_some(), "still held");
+    // A pool being deleted hands out nothing new.
+    let next = ipam.allocate(&request("net.pod2")).await.unwrap();
+    assert!(!in_v4(next[0].addr), "{next:?}");
+
+    ipam.release_handle("net.pod1").await.unwrap();
+    let third = controller.pass().await.unwrap();
+    assert_eq!(third.finalizers.released, 1, "{third:?}");
+    assert!(matches!(
+        ds.get::<IPPool>(None, "v4").await,
+        Err(twill_api::datastore::DatastoreError::NotFound { .. })
+    ));
+    assert!(ds.get::<IPPool>(None, "spare").await.is_ok());
 }

@@ -123,6 +123,18 @@ pub fn ask(netns: &Path, to: SocketAddr, timeout: Duration) -> Option<String> {
     .flatten()
 }
 
+/// Whether a TCP connection from `netns` to `ip:port` is accepted within `timeout`; it is
+/// closed at once without a byte sent (a bare poke at a port).
+pub fn connects(netns: &Path, ip: IpAddr, port: u16, timeout: Duration) -> bool {
+    let path = netns.to_path_buf();
+    std::thread::spawn(move || -> bool {
+        enter(&path).is_ok()
+            && TcpStream::connect_timeout(&SocketAddr::new(ip, port), timeout).is_ok()
+    })
+    .join()
+    .unwrap_or(false)
+}
+
 /// Whether a client in `netns` gets "ok" back from `ip:port` within `timeout`.
 pub fn probe(netns: &Path, ip: IpAddr, port: u16, proto: Proto, timeout: Duration) -> bool {
     let path = netns.to_path_buf();

@@ -107,7 +107,7 @@ async fn twill_in_kubernetes_mode_end_to_end() {
     node.veth(&["192.0.2.1/24"], &node, &["192.0.2.2/24"])
         .unwrap();
     let rt = NsRuntime::start(&node).unwrap();
-    let server = FakeApiServer::new(twill_kinds());
+    let server = FakeApiServer::new(twill_kinds()).with_namespaces(&[NS]);
     let http = {
         let s = server.clone();
         rt.run(async move { s.serve("127.0.0.1:0".parse().unwrap()).await.unwrap() })
@@ -338,6 +338,8 @@ async fn twill_in_kubernetes_mode_end_to_end() {
             (TW_GROUP, "ipamhandles", "create"),
             (TW_GROUP, "ipamhandles", "update"),
             (TW_GROUP, "ipamhandles", "delete"),
+            // A BGPPeer's ReferencesResolved condition (no BGPPeer here).
+            (TW_GROUP, "bgppeers/status", "update"),
         ],
     );
     check_rbac(

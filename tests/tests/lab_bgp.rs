@@ -29,7 +29,7 @@ async fn communities_and_peers_follow_the_datastore_live() {
         let sock = lab_dir(&st.name).join("tor").join("bird.ctl");
         let mut all = vec!["-s", sock.to_str().unwrap()];
         all.extend_from_slice(args);
-        sys::run("birdc", &all).unwrap_or_default()
+        sys::run("birdc", &all).map_err(|e| format!("birdc failed: {e}"))
     };
 
     // Communities: every block of the pool carries 65000:100 and a large community.
@@ -47,7 +47,7 @@ async fn communities_and_peers_follow_the_datastore_live() {
         "the ToR sees the communities",
         Duration::from_secs(20),
         || {
-            let routes = birdc(&["show", "route", "all", "protocol", "node1"]);
+            let routes = birdc(&["show", "route", "all", "protocol", "node1"])?;
             if routes.contains("(65000,100)") && routes.contains("(64512, 7, 9)") {
                 Ok(())
             } else {

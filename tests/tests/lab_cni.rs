@@ -63,7 +63,8 @@ async fn portmap_chained_after_twill_publishes_a_host_port() {
     let _ = server.kill();
     let _ = server.wait();
     lab.del_pod("web").await.unwrap();
-    let nat = sys::exec_in(&node.netns, "iptables-save", &["-t", "nat"]).unwrap_or_default();
+    // iptables-save must answer: an empty output from a failed run would read as "no rule".
+    let nat = sys::exec_in(&node.netns, "iptables-save", &["-t", "nat"]).unwrap();
     assert!(
         !nat.contains("8080"),
         "portmap's rules are gone after DEL: {nat}"
@@ -168,6 +169,58 @@ async fn check_status_and_gc_against_the_real_agent() {
     assert!(
         stale_links.is_empty(),
         "the stale pod's interface is gone: {stale_links}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_without_valid_attachments_is_refused_and_every_pod_stays() {
+    let g = LabGuard::up("gcnone", 1, TorKind::None).await;
+    let lab = &g.lab;
+    let mut pods = Vec::new();
+    for name in ["p1", "p2"] {
+        let pod = lab
+            .add_pod(&PodSpec {
+                name: name.into(),
+                node: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        pods.push(pod);
+    }
+    let st = g.state();
+    let node = &st.nodes[0];
+    let bin = st.cni_bin_dir.join("twill");
+    let list: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&node.conflist).unwrap()).unwrap();
+    let mut conf = list["plugins"][0].clone();
+    conf["name"] = "twill".into();
+    conf["cniVersion"] = "1.1.0".into();
+
+    // A GC that does not name its valid attachments: invalid configuration, not "none".
+    let (status, out) = plugin(
+        &node.netns,
+        &bin,
+        &[("CNI_COMMAND", "GC"), ("CNI_PATH", "/usr/lib/cni")],
+        &conf.to_string(),
+    );
+    assert_eq!((status, code(&out)), (1, 7), "GC without a list: {out}");
+
+    let ds = lab.datastore().await.unwrap();
+    let weps = ds.list::<WorkloadEndpoint>(None).await.unwrap().items;
+    let mut names: Vec<_> = weps.iter().filter_map(|w| w.spec.pod.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["p1", "p2"], "every endpoint stays");
+    let inv = twill_ipam::inventory::Inventory::load(
+        &ds,
+        twill_ipam::inventory::WorkloadSource::Endpoints,
+    )
+    .await
+    .unwrap();
+    assert_eq!(inv.used().count(), 2, "every address stays allocated");
+    assert!(
+        twillctl::lab::picture::ping(&pods[0].netns, &pods[1].ips[0]),
+        "p1 still reaches p2"
     );
 }
 

@@ -110,6 +110,7 @@ fn felix_uses_the_cni_spec_crate_not_the_plugin() {
 fn nothing_below_felix_depends_on_felix_or_the_plugin() {
     let graph = workspace_graph();
     for lower in [
+        "twill-utils",
         "twill-proto",
         "twill-api",
         "twill-cni",
@@ -125,6 +126,17 @@ fn nothing_below_felix_depends_on_felix_or_the_plugin() {
             );
         }
     }
+    // The shared runtime pieces sit below every binary, not inside the BGP crate.
+    for binary_crate in ["twill-felix", "twill-ipam", "twill-bgpd"] {
+        assert!(
+            graph[binary_crate].contains("twill-utils"),
+            "{binary_crate} does not use twill-utils"
+        );
+    }
+    assert!(
+        reach(&graph, "twill-utils").is_empty(),
+        "twill-utils depends on other crates of ours"
+    );
     let cni = reach(&graph, "twill-cni");
     for heavy in ["twill-api", "twill-bgpd", "twill-ipam"] {
         assert!(!cni.contains(heavy), "the CNI spec crate pulls in {heavy}");

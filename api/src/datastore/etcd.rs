@@ -12,18 +12,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
+    WatchOptions,
 };
 use futures::StreamExt;
 use serde_json::Value;
 
 use super::backend::{Backend, RawEvent, RawList, RawWatchStream};
 use super::error::{DatastoreError, Result};
+use super::lifecycle::{self, Write};
 use crate::resources::KindInfo;
 use crate::resources::kinds::NAMESPACE;
 
 /// Prefix of every key Twill writes.
 pub const KEY_PREFIX: &str = "/twill/v1/";
+
+/// How often an unguarded update or delete reads again after losing a race.
+const UNGUARDED_ATTEMPTS: usize = 10;
 
 /// Label every namespace carries (the API server sets it in Kubernetes mode).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -110,6 +114,49 @@ impl EtcdBackend {
         })?;
         set_meta(&mut object, "resourceVersion", revision.to_string().into());
         Ok(object)
+    }
+
+    /// The stored object at `key` and its revision; `NotFound` when there is none.
+    async fn read(&self, kind: &KindInfo, key: &str, name: &str) -> Result<(Value, i64)> {
+        let mut client = self.client.clone();
+        let resp = self.call(client.get(key, None)).await?;
+        match resp.kvs().first() {
+            Some(kv) => Ok((self.decode(kv, kv.mod_revision())?, kv.mod_revision())),
+            None => Err(DatastoreError::NotFound {
+                kind: kind.kind.into(),
+                name: name.into(),
+            }),
+        }
+    }
+
+    /// Writes what an update or delete turned into, if `key` is still at `revision`:
+    /// `None` when it is not (someone wrote in between).
+    async fn write(&self, key: &str, revision: i64, outcome: Write) -> Result<Option<Value>> {
+        let compare = Compare::mod_revision(key, CompareOp::Equal, revision);
+        let (op, mut object) = match outcome {
+            Write::Put(mut object) => {
+                if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.remove("resourceVersion");
+                }
+                let value =
+                    serde_json::to_vec(&object).map_err(|e| self.backend_error(e.to_string()))?;
+                (TxnOp::put(key, value, None), object)
+            }
+            Write::Remove(object) => (TxnOp::delete(key, None), object),
+        };
+        let txn = Txn::new().when([compare]).and_then([op]);
+        let mut client = self.client.clone();
+        let resp = self.call(client.txn(txn)).await?;
+        if !resp.succeeded() {
+            return Ok(None);
+        }
+        // A removed object carries the revision of its deletion, as watches report it.
+        set_meta(
+            &mut object,
+            "resourceVersion",
+            header_revision(resp.header()).to_string().into(),
+        );
+        Ok(Some(object))
     }
 
     /// Where the current value of `name` is, for the error that explains a failed txn.
@@ -283,9 +330,9 @@ impl Backend for EtcdBackend {
     }
 
     async fn create(&self, kind: &'static KindInfo, object: Value) -> Result<Value> {
-        let (key, name, _, mut object) = prepare(kind, object)?;
+        let (key, name, _, object) = prepare(kind, object)?;
+        let mut object = lifecycle::on_create(object);
         set_meta(&mut object, "uid", random_uid().into());
-        set_meta(&mut object, "generation", 1.into());
         set_meta(
             &mut object,
             "creationTimestamp",
@@ -312,32 +359,33 @@ impl Backend for EtcdBackend {
     }
 
     async fn update(&self, kind: &'static KindInfo, object: Value) -> Result<Value> {
-        let (key, name, revision, mut object) = prepare(kind, object)?;
-        let compare = match &revision {
-            Some(revision) => Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                parse_revision(kind, &name, revision)?,
-            ),
-            None => Compare::create_revision(key.clone(), CompareOp::Greater, 0),
+        let (key, name, revision, object) = prepare(kind, object)?;
+        let wanted = match &revision {
+            Some(revision) => Some(parse_revision(kind, &name, revision)?),
+            None => None,
         };
-        let value = serde_json::to_vec(&object).map_err(|e| self.backend_error(e.to_string()))?;
-        let txn = Txn::new()
-            .when([compare])
-            .and_then([TxnOp::put(key.clone(), value, None)]);
-        let mut client = self.client.clone();
-        let resp = self.call(client.txn(txn)).await?;
-        if !resp.succeeded() {
-            return Err(self
-                .explain_failure(kind, &key, &name, revision.as_deref().unwrap_or("any"))
-                .await);
+        // Read, decide (generation, finalizers), write if nothing changed in between. A
+        // guarded update that loses is a Conflict; an unguarded one reads again.
+        for _ in 0..UNGUARDED_ATTEMPTS {
+            let (stored, stored_revision) = self.read(kind, &key, &name).await?;
+            if wanted.is_some_and(|w| w != stored_revision) {
+                return Err(DatastoreError::Conflict {
+                    kind: kind.kind.into(),
+                    name,
+                    expected: revision.unwrap_or_default(),
+                });
+            }
+            let outcome = lifecycle::on_update(&stored, object.clone());
+            if let Some(result) = self.write(&key, stored_revision, outcome).await? {
+                return Ok(result);
+            }
+            if wanted.is_some() {
+                break;
+            }
         }
-        set_meta(
-            &mut object,
-            "resourceVersion",
-            header_revision(resp.header()).to_string().into(),
-        );
-        Ok(object)
+        Err(self
+            .explain_failure(kind, &key, &name, revision.as_deref().unwrap_or("any"))
+            .await)
     }
 
     async fn delete(
@@ -348,37 +396,31 @@ impl Backend for EtcdBackend {
         precondition: Option<&str>,
     ) -> Result<Value> {
         let key = key_for(kind, namespace, name);
-        let compare = match precondition {
-            Some(revision) => Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                parse_revision(kind, name, revision)?,
-            ),
-            None => Compare::create_revision(key.clone(), CompareOp::Greater, 0),
+        let wanted = match precondition {
+            Some(revision) => Some(parse_revision(kind, name, revision)?),
+            None => None,
         };
-        let txn = Txn::new().when([compare]).and_then([TxnOp::delete(
-            key.clone(),
-            Some(etcd_client::DeleteOptions::new().with_prev_key()),
-        )]);
-        let mut client = self.client.clone();
-        let resp = self.call(client.txn(txn)).await?;
-        if !resp.succeeded() {
-            return Err(self
-                .explain_failure(kind, &key, name, precondition.unwrap_or("any"))
-                .await);
-        }
-        let revision = header_revision(resp.header());
-        for op in resp.op_responses() {
-            if let TxnOpResponse::Delete(delete) = op
-                && let Some(kv) = delete.prev_kvs().first()
-            {
-                return self.decode(kv, revision);
+        for _ in 0..UNGUARDED_ATTEMPTS {
+            let (stored, stored_revision) = self.read(kind, &key, name).await?;
+            if wanted.is_some_and(|w| w != stored_revision) {
+                return Err(DatastoreError::Conflict {
+                    kind: kind.kind.into(),
+                    name: name.into(),
+                    expected: precondition.unwrap_or_default().into(),
+                });
+            }
+            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            let outcome = lifecycle::on_delete(&stored, &now);
+            if let Some(result) = self.write(&key, stored_revision, outcome).await? {
+                return Ok(result);
+            }
+            if wanted.is_some() {
+                break;
             }
         }
-        Err(DatastoreError::NotFound {
-            kind: kind.kind.into(),
-            name: name.into(),
-        })
+        Err(self
+            .explain_failure(kind, &key, name, precondition.unwrap_or("any"))
+            .await)
     }
 
     async fn watch(

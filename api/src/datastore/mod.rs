@@ -10,6 +10,7 @@ mod config;
 mod error;
 pub mod etcd;
 pub mod kubernetes;
+pub mod lifecycle;
 mod typed;
 
 pub use backend::{Backend, RawEvent, RawList, RawWatchStream};

@@ -206,6 +206,20 @@ impl Datastore {
         Ok(())
     }
 
+    /// Runs every check a create (`updating` false) or an update of `object` would, against
+    /// the datastore as it is now, and writes nothing: what a manifest's documents are
+    /// checked with before the first of them is written. Returns the normalised object.
+    pub async fn dry_run(
+        &self,
+        kind: &'static KindInfo,
+        object: Value,
+        updating: bool,
+    ) -> Result<Value> {
+        let object = self.check(kind, object)?;
+        self.check_against_others(kind, &object, updating).await?;
+        Ok(object)
+    }
+
     /// Creates a JSON object of `kind` after validation.
     pub async fn create_dynamic(&self, kind: &'static KindInfo, object: Value) -> Result<Value> {
         let object = self.check(kind, object)?;

@@ -89,6 +89,12 @@ pub async fn crud(ds: &Datastore) {
 
 /// Namespaced kinds live per namespace; listing without one sees all.
 pub async fn namespaced(ds: &Datastore) {
+    // As in a cluster, objects live in namespaces that exist.
+    for name in ["ns-a", "ns-b"] {
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some(name.into());
+        ds.create(&ns).await.unwrap();
+    }
     for (ns, name) in [("ns-a", "web"), ("ns-b", "web"), ("ns-a", "db")] {
         let mut wep = WorkloadEndpoint::new(
             name,
@@ -383,5 +389,101 @@ pub async fn status_updates(ds: &Datastore) {
     assert!(matches!(
         ds.update_status(&reported).await,
         Err(DatastoreError::Conflict { .. })
+    ));
+}
+
+fn generation<T: kube::Resource>(object: &T) -> i64 {
+    object
+        .meta()
+        .generation
+        .expect("stored objects carry a generation")
+}
+
+/// `metadata.generation` counts spec changes: 1 on create, +1 on every spec change, not on
+/// a status or metadata-only change.
+pub async fn generation_counts_spec_changes(ds: &Datastore) {
+    use twill_api::resources::ResourceStatus;
+    let created = ds.create(&pool("gen", "10.248.0.0/24")).await.unwrap();
+    assert_eq!(generation(&created), 1);
+    let mut changed = created.clone();
+    changed.spec.nat_outgoing = Some(true);
+    let updated = ds.update(&changed).await.unwrap();
+    assert_eq!(generation(&updated), 2, "a spec change");
+    let mut changed = updated.clone();
+    changed.spec.disabled = Some(true);
+    let updated = ds.update(&changed).await.unwrap();
+    assert_eq!(generation(&updated), 3, "another spec change");
+    let mut labelled = updated.clone();
+    labelled.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
+    let labelled = ds.update(&labelled).await.unwrap();
+    assert_eq!(generation(&labelled), 3, "a label is not the spec");
+    let mut reported = labelled.clone();
+    reported.status = Some(ResourceStatus::default());
+    let reported = ds.update_status(&reported).await.unwrap();
+    assert_eq!(generation(&reported), 3, "status is not the spec");
+    // Writing the same spec again changes nothing either, and a writer cannot set it.
+    let mut forged = reported.clone();
+    forged.metadata.generation = Some(100);
+    let same = ds.update(&forged).await.unwrap();
+    assert_eq!(generation(&same), 3);
+    let got: IPPool = ds.get(None, "gen").await.unwrap();
+    assert_eq!(generation(&got), 3);
+}
+
+/// A delete of an object with finalizers only marks it (`deletionTimestamp`); it goes when
+/// the last finalizer is removed. Without finalizers a delete removes at once.
+pub async fn finalizers_hold_deletes(ds: &Datastore) {
+    let mut held = pool("fin", "10.247.0.0/24");
+    held.metadata.finalizers = Some(vec!["networking.twill.dev/ipam".into()]);
+    let created = ds.create(&held).await.unwrap();
+    assert!(created.metadata.deletion_timestamp.is_none());
+    let mut watch = ds.watch::<IPPool>(None, Some(rv(&created)));
+
+    ds.delete::<IPPool>(None, "fin", None).await.unwrap();
+    let marked: IPPool = ds.get(None, "fin").await.unwrap();
+    assert!(
+        marked.metadata.deletion_timestamp.is_some(),
+        "still there, marked for deletion"
+    );
+    assert_eq!(
+        marked.metadata.finalizers.as_deref(),
+        Some(&["networking.twill.dev/ipam".to_string()][..])
+    );
+    match next_event(&mut watch).await {
+        WatchEvent::Modified(p) => assert!(p.metadata.deletion_timestamp.is_some()),
+        other => panic!("expected the marking as a modification, got {other:?}"),
+    }
+    // Deleting again changes nothing; a label update keeps it marked.
+    ds.delete::<IPPool>(None, "fin", None).await.unwrap();
+    let mut labelled = ds.get::<IPPool>(None, "fin").await.unwrap();
+    labelled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+    let labelled = ds.update(&labelled).await.unwrap();
+    assert!(labelled.metadata.deletion_timestamp.is_some());
+
+    // Removing the finalizer removes the object.
+    let mut released = labelled.clone();
+    released.metadata.finalizers = Some(vec![]);
+    ds.update(&released).await.unwrap();
+    assert!(matches!(
+        ds.get::<IPPool>(None, "fin").await,
+        Err(DatastoreError::NotFound { .. })
+    ));
+    loop {
+        match next_event(&mut watch).await {
+            WatchEvent::Deleted(p) => {
+                assert_eq!(p.metadata.name.as_deref(), Some("fin"));
+                break;
+            }
+            WatchEvent::Modified(_) => continue,
+            other => panic!("expected the deletion, got {other:?}"),
+        }
+    }
+
+    // No finalizers: gone at once.
+    ds.create(&pool("nofin", "10.247.1.0/24")).await.unwrap();
+    ds.delete::<IPPool>(None, "nofin", None).await.unwrap();
+    assert!(matches!(
+        ds.get::<IPPool>(None, "nofin").await,
+        Err(DatastoreError::NotFound { .. })
     ));
 }

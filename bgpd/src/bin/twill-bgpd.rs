@@ -11,9 +11,12 @@ use std::sync::Arc;
 
 use clap::Parser;
 use ipnet::IpNet;
+use prometheus_client::registry::Registry;
 use tokio::signal::unix::{SignalKind, signal};
 use twill_bgpd::config::Config;
+use twill_bgpd::metrics::Metrics;
 use twill_bgpd::{Speaker, SpeakerConfig};
+use twill_utils::telemetry;
 
 /// Twill's BGP speaker, standalone.
 #[derive(Parser, Debug)]
@@ -25,7 +28,7 @@ struct Args {
     /// Unix socket for the gRPC control API.
     #[arg(long, env = "TWILL_BGPD_API_SOCKET")]
     api_socket: Option<PathBuf>,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
+    /// Serve `/livez`, `/readyz` and Prometheus `/metrics` at http://ADDR.
     #[arg(long, env = "TWILL_BGPD_METRICS_LISTEN")]
     metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -73,14 +76,23 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args, cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let speaker = Arc::new(Speaker::start(SpeakerConfig::from_config(&cfg)).await?);
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    let speaker =
+        Arc::new(Speaker::start_with_metrics(SpeakerConfig::from_config(&cfg), metrics).await?);
     tracing::info!(asn = cfg.asn, router_id = %cfg.router_id, peers = cfg.peers.len(), "started");
     let _api = match &args.api_socket {
         Some(path) => Some(twill_bgpd::control::serve_unix(speaker.clone(), path).await?),
         None => None,
     };
-    let _metrics = match args.metrics_listen {
-        Some(addr) => Some(twill_bgpd::control::serve_metrics(speaker.metrics(), addr).await?),
+    let _telemetry = match args.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            Some(telemetry::serve(
+                listener,
+                Arc::new(Standalone { registry }),
+            ))
+        }
         None => None,
     };
     let mut hup = signal(SignalKind::hangup())?;
@@ -129,5 +141,23 @@ fn reload(speaker: &Speaker, path: &Path, old: Config) -> Config {
             tracing::error!(error = %e, "reload failed");
             old
         }
+    }
+}
+
+/// The standalone speaker's probes: it serves them once it has started, and its own
+/// registry holds the speaker's families.
+struct Standalone {
+    registry: Registry,
+}
+
+impl telemetry::Probes for Standalone {
+    fn live(&self) -> Result<(), String> {
+        Ok(())
+    }
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
 }

@@ -205,6 +205,11 @@ pub struct PeerConfig {
     /// Bidirectional Forwarding Detection for this peer (off when absent).
     #[serde(default)]
     pub bfd: Option<BfdConfig>,
+    /// Held, with the reason (a reference of the peer's configuration that does not
+    /// resolve, e.g. a missing filter or password): no session is started or accepted, so
+    /// nothing is imported or exported, until the configuration comes without it.
+    #[serde(default)]
+    pub held: Option<String>,
 }
 
 impl PeerConfig {
@@ -229,6 +234,7 @@ impl PeerConfig {
             connect_retry: None,
             export_local_only: false,
             bfd: None,
+            held: None,
         }
     }
 

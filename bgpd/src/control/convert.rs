@@ -22,6 +22,7 @@ pub fn peer(p: PeerStatus) -> pb::Peer {
         advertised,
         last_error,
         bfd,
+        held,
     } = p;
     let since_unix = since
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -44,6 +45,7 @@ pub fn peer(p: PeerStatus) -> pb::Peer {
         prefixes_advertised: advertised,
         last_error: last_error.unwrap_or_default(),
         bfd: bfd.map(bfd_status),
+        held: held.unwrap_or_default(),
     }
 }
 

@@ -4,20 +4,17 @@
 
 mod convert;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::UnixListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{BroadcastStream, UnixListenerStream};
 use tonic::{Request, Response, Status};
 use twill_proto::bgp as pb;
 use twill_proto::bgp::bgp_server::{Bgp, BgpServer};
 
-use crate::metrics::Metrics;
 use crate::speaker::{RouteQuery, RouteTable, Speaker, SpeakerError};
 use crate::task::TaskGuard;
 
@@ -158,39 +155,6 @@ pub async fn serve_unix(speaker: Arc<Speaker>, path: &Path) -> std::io::Result<T
             .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "control API stopped");
-        }
-    }))
-}
-
-/// Serves `GET /metrics` (Prometheus text format) until the guard is dropped.
-pub async fn serve_metrics(metrics: Arc<Metrics>, addr: SocketAddr) -> std::io::Result<TaskGuard> {
-    let l = TcpListener::bind(addr).await?;
-    Ok(TaskGuard::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                continue;
-            };
-            let m = metrics.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let resp = if req.starts_with("GET /metrics") {
-                    let body = m.encode();
-                    format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                } else {
-                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                        .to_owned()
-                };
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
         }
     }))
 }

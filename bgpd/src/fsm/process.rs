@@ -197,11 +197,17 @@ impl Fsm {
                     .as_ref()
                     .is_some_and(|n| n.graceful_restart.is_some());
                 if incoming && restarting_peer {
-                    // RFC 4724 §4: a new connection from a GR peer means it restarted.
-                    self.teardown(DownReason::PeerRestarted, out);
-                    out.push(Output::StopTimer(Timer::ConnectRetry));
-                    self.adopt(c, incoming, out);
+                    // RFC 4724 §4: a restarted peer connects again while we still hold the
+                    // old session. A connection alone proves nothing (anyone can open one
+                    // from the peer's address): it stays a candidate, the session stays up,
+                    // and only a valid OPEN from the same speaker replaces it.
+                    if let Some(old) = self.pending.replace(c) {
+                        out.push(Output::Close(old));
+                    }
+                    out.push(Output::Send(c, Message::Open(self.our_open())));
                 } else {
+                    // RFC 4271 §6.8: a collision with an Established session closes the
+                    // new connection.
                     out.push(Output::Send(
                         c,
                         Message::Notification(cease(cease::COLLISION)),
@@ -265,6 +271,9 @@ impl Fsm {
     fn pending_event(&mut self, input: Input, out: &mut Vec<Output>) {
         let Some(p) = self.pending else { return };
         match input {
+            Input::Open(_, open) if self.state == State::Established => {
+                self.pending_open_while_established(p, &open, out);
+            }
             Input::Open(_, open) => {
                 let remote_id = u32::from(open.router_id);
                 let local_id = u32::from(self.cfg.local.router_id);
@@ -309,6 +318,42 @@ impl Fsm {
             _ => {
                 self.pending = None;
                 out.push(Output::Close(p));
+            }
+        }
+    }
+
+    /// A candidate connection's OPEN while Established (RFC 4724 §4.2): a valid OPEN from
+    /// the same BGP speaker means it restarted, so the old session ends (its routes kept
+    /// stale) and the new connection carries on; anything else closes the candidate only.
+    fn pending_open_while_established(&mut self, p: ConnId, open: &Open, out: &mut Vec<Output>) {
+        let same_speaker = self
+            .negotiated
+            .as_ref()
+            .is_some_and(|n| n.peer_id == open.router_id);
+        match negotiate(&self.cfg.local, open) {
+            Err(n) => {
+                self.pending = None;
+                out.push(Output::Send(p, Message::Notification(n)));
+                out.push(Output::Close(p));
+            }
+            Ok(_) if !same_speaker => {
+                self.pending = None;
+                out.push(Output::Send(
+                    p,
+                    Message::Notification(cease(cease::COLLISION)),
+                ));
+                out.push(Output::Close(p));
+            }
+            Ok(_) => {
+                // Keep the candidate out of the teardown, then continue on it from
+                // OpenSent (our OPEN already went out on it).
+                self.pending = None;
+                self.teardown(DownReason::PeerRestarted, out);
+                out.push(Output::StopTimer(Timer::ConnectRetry));
+                self.conn = Some(p);
+                self.conn_incoming = true;
+                self.state = State::OpenSent;
+                self.open_received(p, open, out);
             }
         }
     }

@@ -351,25 +351,115 @@ fn incoming_connection_while_established_is_rejected_with_collision_cease() {
     assert_eq!(f.state(), State::Established);
 }
 
-#[test]
-fn new_connection_from_graceful_restart_peer_replaces_established_session() {
+fn established_with_graceful_restart_peer() -> Fsm {
     let mut f = started(false);
     f.process(Input::TcpConnected(C1));
-    let mut open = peer_open(30, [192, 0, 2, 9]);
+    f.process(Input::Open(C1, gr_open([192, 0, 2, 9])));
+    f.process(Input::Keepalive(C1));
+    assert_eq!(f.state(), State::Established);
+    f
+}
+
+fn gr_open(id: [u8; 4]) -> Open {
+    let mut open = peer_open(30, id);
     open.capabilities.push(Capability::GracefulRestart {
         restarting: false,
         restart_time: 120,
         families: vec![],
     });
-    f.process(Input::Open(C1, open));
-    f.process(Input::Keepalive(C1));
+    open
+}
+
+fn goes_down(out: &[Output]) -> bool {
+    out.iter().any(|o| matches!(o, Output::Down { .. }))
+}
+
+#[test]
+fn new_connection_from_graceful_restart_peer_replaces_established_session_on_its_open() {
+    let mut f = established_with_graceful_restart_peer();
     let out = f.process(Input::TcpAccepted(C2));
+    // The connection alone changes nothing but an OPEN offered on it.
+    assert!(!goes_down(&out), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Send(C2, Message::Open(_))))
+    );
+    assert_eq!(f.state(), State::Established);
+    assert_eq!(f.connection(), Some(C1));
+    let out = f.process(Input::Open(C2, gr_open([192, 0, 2, 9])));
     assert!(out.contains(&Output::Down {
         reason: DownReason::PeerRestarted,
         was_established: true
     }));
+    assert!(out.contains(&Output::Close(C1)));
+    assert!(!out.contains(&Output::Close(C2)));
     assert_eq!(f.connection(), Some(C2));
-    assert_eq!(f.state(), State::OpenSent);
+    assert_eq!(f.state(), State::OpenConfirm);
+    let out = f.process(Input::Keepalive(C2));
+    assert!(out.iter().any(|o| matches!(o, Output::Established(C2, _))));
+}
+
+#[test]
+fn connection_that_closes_before_any_open_leaves_established_session_up() {
+    // A raw TCP poke at port 179 from the peer's address, repeated.
+    let mut f = established_with_graceful_restart_peer();
+    for i in 2..20 {
+        let c = ConnId(i);
+        let out = f.process(Input::TcpAccepted(c));
+        assert!(!goes_down(&out), "{out:?}");
+        let out = f.process(Input::TcpFails(c));
+        assert!(!goes_down(&out), "{out:?}");
+        assert!(out.contains(&Output::Close(c)));
+    }
+    assert_eq!(f.state(), State::Established);
+    assert_eq!(f.connection(), Some(C1));
+    assert!(!goes_down(&f.process(Input::Keepalive(C1))));
+}
+
+#[test]
+fn garbage_or_keepalive_on_a_new_connection_closes_only_that_connection() {
+    let mut f = established_with_graceful_restart_peer();
+    f.process(Input::TcpAccepted(C2));
+    let bad = Notification {
+        code: code::HEADER,
+        subcode: 1,
+        data: Vec::new(),
+    };
+    let out = f.process(Input::MessageError(C2, bad));
+    assert!(out.contains(&Output::Close(C2)));
+    assert!(!goes_down(&out), "{out:?}");
+    let c3 = ConnId(3);
+    f.process(Input::TcpAccepted(c3));
+    let out = f.process(Input::Keepalive(c3));
+    assert!(out.contains(&Output::Close(c3)));
+    assert!(!goes_down(&out), "{out:?}");
+    assert_eq!(f.state(), State::Established);
+    assert_eq!(f.connection(), Some(C1));
+}
+
+#[test]
+fn open_from_another_speaker_or_invalid_open_on_a_new_connection_is_refused() {
+    let mut f = established_with_graceful_restart_peer();
+    f.process(Input::TcpAccepted(C2));
+    // A different BGP identifier: not the peer restarting, an RFC 4271 §6.8 collision
+    // with an Established session, which the new connection loses.
+    let out = f.process(Input::Open(C2, gr_open([192, 0, 2, 200])));
+    assert!(sends_notification(&out, code::CEASE, cease::COLLISION));
+    assert!(out.contains(&Output::Close(C2)));
+    assert!(!goes_down(&out), "{out:?}");
+    // The right identifier with the wrong AS: an OPEN error on that connection only.
+    let c3 = ConnId(3);
+    f.process(Input::TcpAccepted(c3));
+    let mut wrong_as = gr_open([192, 0, 2, 9]);
+    wrong_as.my_as = 64999;
+    wrong_as
+        .capabilities
+        .retain(|c| !matches!(c, Capability::FourOctetAs(_)));
+    let out = f.process(Input::Open(c3, wrong_as));
+    assert!(out.contains(&Output::Close(c3)));
+    assert!(!goes_down(&out), "{out:?}");
+    assert_eq!(f.state(), State::Established);
+    assert_eq!(f.connection(), Some(C1));
 }
 
 #[test]

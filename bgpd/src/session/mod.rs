@@ -86,12 +86,14 @@ impl SessionHandle {
     }
 }
 
-/// Starts a session task.
+/// Starts a session task; a held one (`start` false) stays Idle, refusing connections,
+/// until dropped.
 pub fn spawn(
     key: SessionKey,
     fsm: FsmConfig,
     connect: ConnectParams,
     events: mpsc::Sender<SessionEvent>,
+    start: bool,
 ) -> SessionHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     // Small queues: backpressure reaches the socket instead of buffering UPDATEs in memory.
@@ -108,6 +110,7 @@ pub fn spawn(
         connecting: None,
         next_id: 0,
         deadlines: HashMap::new(),
+        start,
     };
     SessionHandle {
         key,
@@ -128,11 +131,14 @@ struct Driver {
     connecting: Option<(ConnId, TaskGuard)>,
     next_id: u64,
     deadlines: HashMap<Timer, Instant>,
+    start: bool,
 }
 
 impl Driver {
     async fn run(mut self) {
-        self.input(Input::Start).await;
+        if self.start {
+            self.input(Input::Start).await;
+        }
         loop {
             let next = self.deadlines.values().min().copied();
             tokio::select! {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use ipnet::IpNet;
 
-use super::owner::Peer;
+use super::peer::Peer;
 use super::same_family;
 use crate::config::Family;
 use crate::packet::{

@@ -1,18 +1,15 @@
-//! The speaker's side of kernel sync: which route each prefix gets in the kernel (the
-//! ECMP set of its best paths, link-local next hops through their peer's interface),
-//! feeding changed prefixes to kernel sync at the pace it applies them, and the one
+//! The speaker's side of kernel sync: feeding changed prefixes (their routes computed by
+//! [`super::kernel_route`]) to kernel sync at the pace it applies them, and the one
 //! reconcile after a restart. It only reads the RIB; it never writes the kernel itself.
 
-use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::owner::{Owner, Peer};
-use super::same_family;
-use crate::kernel::{KernelRoute, KernelSync, NextHop, RouteChange, is_link_local};
-use crate::rib::Rib;
+use super::kernel_route::kernel_route;
+use super::owner::Owner;
+use crate::kernel::{KernelRoute, RouteChange};
 
 impl Owner {
     /// Hands queued prefixes to kernel sync, as routes computed from the RIB now, while
@@ -90,44 +87,4 @@ impl Owner {
             }
         });
     }
-}
-
-/// Resolves when kernel sync applied a round of changes (never without kernel sync).
-pub(super) async fn applied(kernel: &Option<KernelSync>) {
-    match kernel {
-        Some(k) => k.applied().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The kernel route for a prefix: the next hops of its ECMP set, or `None` when the
-/// prefix has no usable learned path (originated here, or next hops the kernel cannot use).
-/// A link-local next hop goes out of the interface its peer is reached through.
-pub(super) fn kernel_route(
-    rib: &Rib,
-    peers: &HashMap<IpAddr, Peer>,
-    n: &IpNet,
-) -> Option<KernelRoute> {
-    let d = rib.get(n)?;
-    if d.best()?.source.is_local() {
-        return None;
-    }
-    let hops: Vec<NextHop> = d
-        .multipath()
-        .iter()
-        .filter(|p| same_family(&p.next_hop, n) && !p.next_hop.is_unspecified())
-        .filter_map(|p| {
-            if !is_link_local(&p.next_hop) {
-                return Some(NextHop::from(p.next_hop));
-            }
-            let oif = p
-                .source
-                .addr
-                .and_then(|a| peers.get(&a))
-                .and_then(|peer| peer.live.as_ref())
-                .and_then(|l| l.oif)?;
-            Some(NextHop::new(p.next_hop, Some(oif)))
-        })
-        .collect();
-    (!hops.is_empty()).then(|| KernelRoute::new(*n, hops))
 }

@@ -18,7 +18,9 @@
 mod export;
 mod ingest;
 mod kernel_feed;
+mod kernel_route;
 mod owner;
+mod peer;
 mod policy_change;
 mod status;
 mod types;
@@ -140,7 +142,15 @@ impl Speaker {
     /// Binds the listener, starts kernel sync (if configured), starts the peers.
     /// Call it inside the network namespace the speaker should live in.
     pub async fn start(cfg: SpeakerConfig) -> Result<Self, SpeakerError> {
-        let metrics = Arc::new(Metrics::new());
+        Self::start_with_metrics(cfg, Arc::new(Metrics::new())).await
+    }
+
+    /// [`start`](Self::start), counting into `metrics` (registered in the process's
+    /// registry, and kept across speakers when one replaces another).
+    pub async fn start_with_metrics(
+        cfg: SpeakerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, SpeakerError> {
         let listener = match cfg.listen {
             None => None,
             Some(addr) => Some(Arc::new(

@@ -12,60 +12,24 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use super::export::{self, ExportCtx};
-use super::kernel_feed::{applied, kernel_route};
+use super::kernel_route::{applied, kernel_route};
+use super::peer::{Live, Peer};
 use super::types::{Communities, Event, SpeakerStats};
 use super::{Command, SpeakerConfig};
 use crate::bfd::{self, Bfd, BfdEvent, PeerBfd, SessionStatus};
-use crate::config::{Family, PeerConfig};
+use crate::config::PeerConfig;
 use crate::fsm::{DownReason, FsmConfig, LocalSide, Negotiated, State, cease};
 use crate::kernel::{KernelRoute, KernelSync};
 use crate::metrics::Metrics;
 use crate::packet::{Notification, Origin, PathAttributes};
 use crate::policy::Filter;
 use crate::rib::{AdjRibOut, Path, Rib, Source};
-use crate::session::{self, SessionCmd, SessionEvent, SessionHandle, SessionKey, sockopt};
-
-/// A peer's live session facts.
-pub(super) struct Live {
-    pub negotiated: Negotiated,
-    pub local_addr: IpAddr,
-    pub source: Arc<Source>,
-    /// Families whose End-of-RIB has not arrived yet.
-    pub eor_pending: HashSet<Family>,
-    /// The interface the peer is reached through, for IPv6 link-local next hops it sends
-    /// (resolved from the kernel once the session is up; `None` until then or without
-    /// kernel install).
-    pub oif: Option<u32>,
-}
+use crate::session::{self, SessionCmd, SessionEvent, SessionKey, sockopt};
 
 /// Results of work the owner hands off (it never awaits I/O itself).
 pub(super) enum Aux {
     /// The interface to a peer, for its link-local next hops.
     Oif { key: SessionKey, oif: Option<u32> },
-}
-
-pub(super) struct Peer {
-    pub cfg: PeerConfig,
-    pub session: SessionHandle,
-    pub state: State,
-    pub since: SystemTime,
-    pub live: Option<Live>,
-    pub out: AdjRibOut,
-    pub accepted: u64,
-    pub rejected: HashSet<IpNet, foldhash::fast::RandomState>,
-    pub last_error: Option<String>,
-    /// Graceful-restart helper: stale paths are dropped at this time.
-    pub stale_until: Option<Instant>,
-    pub import: Vec<Filter>,
-    pub export: Vec<Filter>,
-    /// Max-prefix tripped: the session stays down until reconfigured.
-    pub shut: bool,
-}
-
-impl Peer {
-    pub fn is_ebgp(&self, local_as: u32) -> bool {
-        self.cfg.asn != local_as
-    }
 }
 
 pub(super) struct Owner {
@@ -205,7 +169,7 @@ impl Owner {
             Command::Accepted(stream, addr) => {
                 let ip = session::unmap(addr.ip());
                 match self.peers.get(&ip) {
-                    Some(p) if !p.shut && !self.bfd_held.contains(&ip) => {
+                    Some(p) if !p.shut && p.cfg.held.is_none() && !self.bfd_held.contains(&ip) => {
                         p.session.send(SessionCmd::Accepted(stream));
                     }
                     _ => tracing::debug!(%ip, "connection from an unknown peer refused"),
@@ -460,7 +424,16 @@ impl Owner {
             connect_retry: Duration::from_secs(u64::from(cfg.connect_retry.unwrap_or(5).max(1))),
             max_retry: Duration::from_secs(60),
         };
-        let handle = session::spawn(key, fsm, session::connect_params(&cfg), self.ev_tx.clone());
+        if let Some(reason) = &cfg.held {
+            tracing::warn!(peer = %cfg.address, %reason, "peer held: no session until resolved");
+        }
+        let handle = session::spawn(
+            key,
+            fsm,
+            session::connect_params(&cfg),
+            self.ev_tx.clone(),
+            cfg.held.is_none(),
+        );
         let peer = Peer {
             import: self.resolve(&cfg.import),
             export: self.resolve(&cfg.export),

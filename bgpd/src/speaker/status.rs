@@ -44,6 +44,7 @@ impl Owner {
                     ),
                     holding_bgp: self.bfd_held.contains(&p.cfg.address),
                 }),
+                held: p.cfg.held.clone(),
             })
             .collect();
         v.sort_by_key(|p| p.address);

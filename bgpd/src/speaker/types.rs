@@ -40,6 +40,8 @@ pub struct PeerStatus {
     pub last_error: Option<String>,
     /// BFD for this peer, when configured.
     pub bfd: Option<BfdPeerStatus>,
+    /// Why the peer is held (no session, nothing in or out), if it is.
+    pub held: Option<String>,
 }
 
 /// A peer's BFD session as the control API shows it.

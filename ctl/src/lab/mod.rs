@@ -36,6 +36,13 @@ pub use up::LabSpec;
 use twill_api::Datastore;
 use twill_api::datastore::DatastoreArgs;
 
+/// The lab's addressing: the ToR's address on the lab's link network, the ASNs of the ToR
+/// and of the nodes, and the pod pool.
+pub const TOR_ADDRESS: &str = "192.0.2.1";
+pub const TOR_ASN: u32 = 65000;
+pub const NODE_ASN: u32 = 64512;
+pub const POOL_CIDR: &str = "10.244.0.0/16";
+
 /// What went wrong in the lab.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {

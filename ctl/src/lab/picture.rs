@@ -9,8 +9,7 @@ use twill_api::resources::IPAMBlock;
 use twill_proto::bgp as pb;
 
 use super::state::{State, lab_dir};
-use super::up::POOL_CIDR;
-use super::{Lab, LabError, sys, tor};
+use super::{Lab, LabError, POOL_CIDR, sys, tor};
 
 /// (established, configured) sessions of the speaker behind `socket`.
 pub async fn sessions_established(socket: &Path) -> Result<(usize, usize), String> {

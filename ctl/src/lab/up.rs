@@ -18,7 +18,7 @@ use twill_api::{Datastore, DatastoreError, Resource};
 
 use super::state::{NodeState, Proc, State, StateLock, lab_dir};
 use super::tor::{self, Neighbor, TorKind};
-use super::{Lab, LabError, PodSpec, check_name, sys};
+use super::{Lab, LabError, NODE_ASN, POOL_CIDR, PodSpec, TOR_ADDRESS, TOR_ASN, check_name, sys};
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -51,10 +51,6 @@ impl LabSpec {
     }
 }
 
-pub const TOR_ADDRESS: &str = "192.0.2.1";
-pub const TOR_ASN: u32 = 65000;
-pub const NODE_ASN: u32 = 64512;
-pub const POOL_CIDR: &str = "10.244.0.0/16";
 const ETCD_PORT: u16 = 2379;
 const BINARIES: [&str; 4] = ["twill-felix", "twill", "twillctl", "twill-ipam-controller"];
 

@@ -52,20 +52,55 @@ impl DeleteArgs {
             if kind.kind == "IPPool" {
                 crate::ipam::refuse_pool_delete_in_use(ds, &name).await?;
             }
-            match ds
+            let last = match ds
                 .backend()
                 .delete(kind, namespace.as_deref(), &name, None)
                 .await
             {
-                Ok(_) => {}
+                Ok(last) => last,
                 Err(twill_api::DatastoreError::NotFound { .. }) if self.ignore_not_found => {
                     continue;
                 }
                 Err(e) => return Err(e.into()),
+            };
+            let what = format!("{}/{name}", kind.kind.to_ascii_lowercase());
+            match held_by(&last) {
+                // Finalizers hold it: it goes when its controller lets it (a pool once its
+                // last address is released).
+                Some(finalizers) => writeln!(
+                    out,
+                    "{what} marked for deletion (held by finalizers: {finalizers})"
+                ),
+                None => writeln!(out, "{what} deleted"),
             }
-            writeln!(out, "{}/{name} deleted", kind.kind.to_ascii_lowercase())
-                .map_err(|e| CtlError::Output(e.to_string()))?;
+            .map_err(|e| CtlError::Output(e.to_string()))?;
         }
         Ok(())
+    }
+}
+
+/// The finalizers of an object a delete only marked, if any.
+fn held_by(object: &serde_json::Value) -> Option<String> {
+    object.pointer("/metadata/deletionTimestamp")?;
+    let finalizers: Vec<&str> = object
+        .pointer("/metadata/finalizers")?
+        .as_array()?
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    (!finalizers.is_empty()).then(|| finalizers.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delete_held_by_finalizers_names_them() {
+        let held = serde_json::json!({"metadata": {"deletionTimestamp": "2026-12-05T08:00:00Z",
+            "finalizers": ["networking.twill.dev/ipam"]}});
+        assert_eq!(held_by(&held).as_deref(), Some("networking.twill.dev/ipam"));
+        let gone = serde_json::json!({"metadata": {"finalizers": ["networking.twill.dev/ipam"]}});
+        assert_eq!(held_by(&gone), None, "not marked: deleted");
     }
 }

@@ -1,4 +1,5 @@
-//! `twillctl get KIND [NAME...]`: one, several or all objects of a kind.
+//! `twillctl get KIND [NAME...]`: one, several or all objects of a kind. Secrets stored
+//! inline (BGP passwords) print as `<redacted>` unless `--show-secrets`.
 
 use std::io::Write;
 
@@ -6,7 +7,7 @@ use serde_json::Value;
 
 use super::{Ds, kind_arg, namespace_for};
 use crate::error::Result;
-use crate::output::{OutputFormat, print};
+use crate::output::{OutputFormat, print, redact_secrets};
 
 /// Show resources.
 #[derive(Clone, Debug, clap::Args)]
@@ -24,6 +25,9 @@ pub struct GetArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Print secrets (inline BGP passwords) instead of `<redacted>`.
+    #[arg(long)]
+    pub show_secrets: bool,
 }
 
 impl GetArgs {
@@ -35,7 +39,7 @@ impl GetArgs {
             namespace_for(kind, self.namespace.as_deref())
         };
         let backend = ds.backend();
-        let objects: Vec<Value> = if self.names.is_empty() {
+        let mut objects: Vec<Value> = if self.names.is_empty() {
             backend.list(kind, namespace).await?.items
         } else {
             let mut objects = Vec::new();
@@ -44,6 +48,9 @@ impl GetArgs {
             }
             objects
         };
+        if !self.show_secrets {
+            objects.iter_mut().for_each(|o| redact_secrets(kind, o));
+        }
         print(out, kind, &objects, self.names.len() == 1, self.output)
     }
 }

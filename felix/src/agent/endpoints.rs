@@ -164,6 +164,24 @@ pub fn from_resource(wep: &WorkloadEndpoint) -> Option<Endpoint> {
     })
 }
 
+/// Replaces the stored endpoint with `wep`. The update names the resourceVersion it
+/// replaces, read just before (the API server refuses a custom resource's update without
+/// one: 422); a conflict (written meanwhile) reads again, a few times.
+pub async fn replace(ds: &Datastore, wep: &mut WorkloadEndpoint) -> Result<(), DatastoreError> {
+    let namespace = wep.metadata.namespace.clone();
+    let name = wep.metadata.name.clone().unwrap_or_default();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current: WorkloadEndpoint = ds.get(namespace.as_deref(), &name).await?;
+        wep.metadata.resource_version = current.metadata.resource_version;
+        match ds.update(&*wep).await {
+            Err(DatastoreError::Conflict { .. }) if attempt < 3 => continue,
+            other => return other.map(|_| ()),
+        }
+    }
+}
+
 fn store_err(e: DatastoreError) -> StoreError {
     StoreError(e.to_string())
 }
@@ -211,8 +229,8 @@ impl Endpoints for EndpointStore {
         match self.ds.create(&object).await {
             Ok(_) => {}
             Err(DatastoreError::AlreadyExists { .. }) => {
-                // Replace unconditionally: felix is this endpoint's only writer.
-                self.ds.update(&object).await.map_err(store_err)?;
+                // A repeated ADD: replace what is stored (felix is this endpoint's writer).
+                replace(&self.ds, &mut object).await.map_err(store_err)?;
             }
             Err(e) => return Err(store_err(e)),
         }

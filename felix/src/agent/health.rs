@@ -1,31 +1,24 @@
-//! `/livez`, `/readyz` and `/metrics` over HTTP (hyper) on `--health-listen`.
+//! felix's probes and metrics, served by the shared telemetry server
+//! ([`twill_utils::telemetry`]) on `--health-listen`: `/livez`, `/readyz`, `/metrics`.
 //!
 //! Live: the reconciler has run recently (it beats at least every resync period, so a
 //! wedged loop turns liveness red). Ready: the first full sync of routes, BGP and policy
 //! has succeeded and the last one did not fail. Metrics: felix's own families plus the
-//! embedded speaker's.
+//! embedded speaker's, sub-registries of one registry.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::RwLock;
-
-use twill_bgpd::task::TaskGuard;
+use twill_utils::task::TaskGuard;
+use twill_utils::telemetry::{self, Probes};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -37,7 +30,6 @@ fn now_ms() -> u64 {
 /// felix's metric families (bounded labels only: results and kinds, never object names).
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
     pub reconciles: Family<Vec<(String, String)>, Counter>,
     pub reconcile_seconds: Histogram,
     pub route_changes: Counter,
@@ -45,11 +37,18 @@ pub struct Metrics {
     pub announced_prefixes: Gauge,
     pub bgp_peers_configured: Gauge,
     pub drift_repairs: Counter,
+    /// What the inventory audit reclaimed, by kind (`allocation`, `endpoint`).
+    pub audit_reclaimed: Family<Vec<(String, String)>, Counter>,
+    /// Endpoints the last audit found without their host interface, left to the runtime
+    /// (kind `missing_interface`).
+    pub inconsistencies: Family<Vec<(String, String)>, Gauge>,
+    pub unknown_workload_interfaces: Gauge,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::with_prefix("twill_felix");
+impl Metrics {
+    /// Registers felix's families in `root` under the prefix `twill_felix`.
+    pub fn register(root: &mut Registry) -> Self {
+        let registry = root.sub_registry_with_prefix("twill_felix");
         let reconciles = Family::<Vec<(String, String)>, Counter>::default();
         registry.register(
             "reconciles",
@@ -92,8 +91,25 @@ impl Default for Metrics {
             "Reconciles triggered by a change to felix-owned kernel state",
             drift_repairs.clone(),
         );
+        let audit_reclaimed = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "audit_reclaimed",
+            "Allocations and endpoints the node audit reclaimed (their container is gone)",
+            audit_reclaimed.clone(),
+        );
+        let inconsistencies = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "inconsistencies",
+            "Endpoints whose host interface is missing while their container lives",
+            inconsistencies.clone(),
+        );
+        let unknown_workload_interfaces = Gauge::default();
+        registry.register(
+            "unknown_workload_interfaces",
+            "Workload (tw*) interfaces with no endpoint on this node: shut by policy",
+            unknown_workload_interfaces.clone(),
+        );
         Metrics {
-            registry,
             reconciles,
             reconcile_seconds,
             route_changes,
@@ -101,6 +117,9 @@ impl Default for Metrics {
             announced_prefixes,
             bgp_peers_configured,
             drift_repairs,
+            audit_reclaimed,
+            inconsistencies,
+            unknown_workload_interfaces,
         }
     }
 }
@@ -113,34 +132,46 @@ impl Metrics {
         self.reconcile_seconds.observe(took.as_secs_f64());
     }
 
-    fn encode(&self) -> String {
-        let mut out = String::new();
-        if encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
+    /// Records one audit's findings.
+    pub fn audited(&self, r: &super::audit::AuditReport) {
+        let kind = |k: &str| vec![("kind".to_string(), k.to_string())];
+        self.audit_reclaimed
+            .get_or_create(&kind("endpoint"))
+            .inc_by(r.removed_endpoints.len() as u64);
+        self.audit_reclaimed
+            .get_or_create(&kind("allocation"))
+            .inc_by(r.freed_handles.len() as u64);
+        self.inconsistencies
+            .get_or_create(&kind("missing_interface"))
+            .set(r.missing_interfaces.len() as i64);
     }
 }
 
-/// Shared health state.
+/// Shared health state: the probes and the process's one registry (felix's families and
+/// the embedded speaker's, which outlive any one speaker).
 #[derive(Debug)]
 pub struct Health {
     ready: AtomicBool,
     beat_ms: AtomicU64,
     max_silence: Duration,
     pub metrics: Metrics,
-    speaker_metrics: RwLock<Option<Arc<twill_bgpd::metrics::Metrics>>>,
+    bgp: Arc<twill_bgpd::metrics::Metrics>,
+    registry: Registry,
 }
 
 impl Health {
     /// `max_silence`: how long the reconciler may stay silent and still count as live.
     pub fn new(max_silence: Duration) -> Health {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let bgp = Arc::new(twill_bgpd::metrics::Metrics::register(&mut registry));
         Health {
             ready: AtomicBool::new(false),
             beat_ms: AtomicU64::new(now_ms()),
             max_silence,
-            metrics: Metrics::default(),
-            speaker_metrics: RwLock::new(None),
+            metrics,
+            bgp,
+            registry,
         }
     }
 
@@ -161,74 +192,37 @@ impl Health {
             <= self.max_silence.as_millis() as u64
     }
 
-    pub async fn set_speaker_metrics(&self, m: Arc<twill_bgpd::metrics::Metrics>) {
-        *self.speaker_metrics.write().await = Some(m);
+    /// The embedded speaker's families: every speaker felix starts counts into them.
+    pub fn bgp_metrics(&self) -> Arc<twill_bgpd::metrics::Metrics> {
+        self.bgp.clone()
+    }
+}
+
+impl Probes for Health {
+    fn live(&self) -> Result<(), String> {
+        if self.is_live() {
+            Ok(())
+        } else {
+            Err("reconciler is not running".into())
+        }
     }
 
-    async fn render_metrics(&self) -> String {
-        let mut out = self.metrics.encode();
-        // Both encoders end with "# EOF"; keep only the final one.
-        if let Some(stripped) = out.strip_suffix("# EOF\n") {
-            out = stripped.to_string();
+    fn ready(&self) -> Result<(), String> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err("not in sync with the datastore yet".into())
         }
-        match self.speaker_metrics.read().await.as_ref() {
-            Some(m) => out.push_str(&m.encode()),
-            None => out.push_str("# EOF\n"),
-        }
-        out
     }
 
-    async fn answer(&self, path: &str) -> (StatusCode, String) {
-        match path {
-            "/livez" if self.is_live() => (StatusCode::OK, "ok\n".into()),
-            "/livez" => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "reconciler is not running\n".into(),
-            ),
-            "/readyz" if self.is_ready() => (StatusCode::OK, "ok\n".into()),
-            "/readyz" => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not in sync with the datastore yet\n".into(),
-            ),
-            "/metrics" => (StatusCode::OK, self.render_metrics().await),
-            _ => (StatusCode::NOT_FOUND, "not found\n".into()),
-        }
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
 }
 
 /// Serves health and metrics on `listener` until the guard is dropped.
 pub fn serve(listener: TcpListener, health: Arc<Health>) -> TaskGuard {
-    TaskGuard::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "health listener accept");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let health = health.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let health = health.clone();
-                    async move {
-                        let (status, body) = health.answer(req.uri().path()).await;
-                        Response::builder()
-                            .status(status)
-                            .header("content-type", "text/plain; version=0.0.4")
-                            .body(Full::new(Bytes::from(body)))
-                    }
-                });
-                if let Err(e) = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await
-                {
-                    tracing::debug!(error = %e, "health connection");
-                }
-            });
-        }
-    })
+    telemetry::serve(listener, health)
 }
 
 /// Binds the health listener (a bind failure is a start-up error).

@@ -16,6 +16,7 @@
 //! that negotiated graceful restart keep this node's routes; felix's own kernel routes
 //! stay, and pods keep their connectivity until felix is back.
 
+pub mod audit;
 pub mod bgp;
 pub mod bgp_api;
 pub mod cache;
@@ -27,6 +28,7 @@ pub mod kubernetes;
 pub mod local;
 pub mod node;
 pub mod reconcile;
+pub mod unknown_ifaces;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,7 +165,7 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         .unwrap_or(crate::cni::service::DEFAULT_MTU);
     let (programmed_tx, programmed_rx) = watch::channel(Default::default());
     let cni = Arc::new(
-        CniService::new(node_ipam, store.clone(), pods.clone(), mtu)
+        CniService::new(node_ipam.clone(), store.clone(), pods.clone(), mtu)
             .with_policy_wait(programmed_rx, POLICY_WAIT),
     );
     let policy = crate::policy::PolicyEngine::new(cfg.dataplane)?;
@@ -171,7 +173,8 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
     let (tx, mut rx) = mpsc::channel::<Change>(4096);
     let _watches = cache::watch_all(&ds, &tx);
     drop(tx);
-    let snapshot = first_snapshot(&cfg.node_name, &mut rx, Duration::from_secs(30)).await;
+    let mut snapshot = first_snapshot(&cfg.node_name, &mut rx, Duration::from_secs(30)).await;
+    snapshot.policy.host = cfg.host_policy.clone();
 
     let secrets = kube.as_ref().map(kubernetes::KubeMode::secrets);
     let passwords = reconcile::read_secrets(secrets.as_ref(), &snapshot).await;
@@ -180,9 +183,12 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         .into_iter()
         .map(|p| (p, Default::default()))
         .collect();
-    let speaker = Speaker::start(reconcile::speaker_config(&plan, &announce)).await?;
+    let speaker = Speaker::start_with_metrics(
+        reconcile::speaker_config(&plan, &announce),
+        health.bgp_metrics(),
+    )
+    .await?;
     tracing::info!(asn = plan.asn, router_id = %plan.router_id, peers = plan.peers.len(), "BGP speaker started");
-    health.set_speaker_metrics(speaker.metrics()).await;
     let slot: bgp_api::SpeakerSlot = Arc::new(RwLock::new(Arc::new(speaker)));
     let reconciler = reconcile::Reconciler {
         node: cfg.node_name.clone(),
@@ -191,7 +197,7 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         applied: plan,
         announced: announce,
         pods: pods.clone(),
-        store,
+        store: store.clone(),
         lock: cni.dataplane_lock(),
         health: health.clone(),
         resync: cfg.resync,
@@ -202,6 +208,15 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> Result<(),
         policy_applied: false,
         secrets,
         passwords,
+        audit: audit::Audit {
+            store: store.clone(),
+            ipam: node_ipam,
+            pods: pods.clone(),
+            lock: cni.dataplane_lock(),
+        },
+        reported: Default::default(),
+        unknown_ifaces: Default::default(),
+        ds: ds.clone(),
     };
     // IPAM knows the families before the agent socket takes the first ADD.
     reconciler.publish_families();

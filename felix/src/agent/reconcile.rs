@@ -15,6 +15,7 @@ use twill_bgpd::kernel::KernelConfig;
 use twill_bgpd::speaker::Communities;
 use twill_bgpd::{Speaker, SpeakerConfig};
 
+use super::audit::{Audit, AuditReport};
 use super::bgp::communities::advertisements;
 use super::bgp::{BgpInputs, BgpPlan, plan, secret_refs};
 use super::bgp_api::SpeakerSlot;
@@ -36,6 +37,8 @@ struct Dirty {
     policy: bool,
     /// Check the kernel's copy of the policy, rebuild it when it drifted.
     policy_check: bool,
+    /// Audit the node's allocations, endpoints and interfaces (start and resync).
+    audit: bool,
 }
 
 impl Dirty {
@@ -45,11 +48,12 @@ impl Dirty {
             routes: true,
             policy: true,
             policy_check: true,
+            audit: true,
         }
     }
 
     fn any(self) -> bool {
-        self.bgp || self.routes || self.policy || self.policy_check
+        self.bgp || self.routes || self.policy || self.policy_check || self.audit
     }
 
     /// What a change makes stale on node `me`.
@@ -80,6 +84,7 @@ impl Dirty {
         self.routes |= o.routes;
         self.policy |= o.policy;
         self.policy_check |= o.policy_check;
+        self.audit |= o.audit;
     }
 }
 
@@ -159,6 +164,14 @@ pub struct Reconciler {
     pub secrets: Option<SecretReader>,
     /// The passwords read at the last BGP sync.
     pub passwords: BTreeMap<(String, String), String>,
+    /// Reconciles the node's allocations, endpoints and interfaces.
+    pub audit: Audit,
+    /// Inconsistencies already reported (each is logged once while it lasts).
+    pub reported: BTreeSet<String>,
+    /// Where peer status (`ReferencesResolved`) is written.
+    pub ds: twill_api::Datastore,
+    /// Workload interfaces without endpoint, as last reported.
+    pub unknown_ifaces: super::unknown_ifaces::UnknownReport,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -185,6 +198,16 @@ impl Reconciler {
             .metrics
             .bgp_peers_configured
             .set(plan.peers.len() as i64);
+        if let Err(e) = super::bgp::status::report(
+            &self.ds,
+            &self.snapshot.bgp_peers,
+            &plan.filters,
+            &self.passwords,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "writing BGPPeer status");
+        }
         if plan == self.applied {
             return Ok(());
         }
@@ -206,10 +229,12 @@ impl Reconciler {
             old.shutdown().await;
             // The old listener must be gone before the new one binds the same port.
             let mut slot = self.speaker.write().await;
-            let new = Speaker::start(speaker_config(&plan, &self.announced))
-                .await
-                .map_err(|e| format!("restarting the speaker: {e}"))?;
-            self.health.set_speaker_metrics(new.metrics()).await;
+            let new = Speaker::start_with_metrics(
+                speaker_config(&plan, &self.announced),
+                self.health.bgp_metrics(),
+            )
+            .await
+            .map_err(|e| format!("restarting the speaker: {e}"))?;
             *slot = Arc::new(new);
         } else {
             let speaker = self.speaker.read().await.clone();
@@ -343,6 +368,7 @@ impl Reconciler {
             .filter(|w| w.spec.node == self.node)
             .filter_map(|w| w.spec.interface_name.clone())
             .collect();
+        self.report_unknown_interfaces(&local).await;
         self.programmed.send_if_modified(|old| {
             let changed = *old != local;
             *old = local;
@@ -351,9 +377,67 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Runs the audit, logs what it reclaimed and (once each) what it found inconsistent.
+    async fn audit(&mut self) -> Result<(), String> {
+        let report = self.audit.run().await?;
+        self.health.metrics.audited(&report);
+        self.log_audit(&report);
+        Ok(())
+    }
+
+    fn log_audit(&mut self, r: &AuditReport) {
+        for ep in &r.removed_endpoints {
+            tracing::warn!(endpoint = %ep, "audit: the endpoint's container is gone: removed it and released its addresses");
+        }
+        for h in &r.freed_handles {
+            tracing::warn!(handle = %h, "audit: released an allocation no endpoint owns");
+        }
+        let mut now = BTreeSet::new();
+        for (ep, ifname) in &r.missing_interfaces {
+            let key = format!("missing {ep} {ifname}");
+            if !self.reported.contains(&key) {
+                tracing::warn!(endpoint = %ep, interface = %ifname, "audit: the endpoint's host interface is missing (its container is alive; CNI CHECK fails until the runtime re-adds it)");
+            }
+            now.insert(key);
+        }
+        self.reported = now;
+    }
+
+    /// Reports `tw*` links that no local endpoint names (the dataplane shuts them).
+    async fn report_unknown_interfaces(&mut self, local: &BTreeSet<String>) {
+        use super::unknown_ifaces::{unknown, workload_links};
+        let links = match workload_links(self.pods.handle()).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing workload interfaces");
+                return;
+            }
+        };
+        let t = self.unknown_ifaces.update(unknown(&links, local));
+        for iface in &t.appeared {
+            tracing::warn!(
+                interface = %iface,
+                "workload interface with no endpoint on this node: traffic to and from it is dropped"
+            );
+        }
+        for iface in &t.resolved {
+            tracing::info!(interface = %iface, "workload interface no longer unknown");
+        }
+        self.health
+            .metrics
+            .unknown_workload_interfaces
+            .set(self.unknown_ifaces.count() as i64);
+    }
+
     async fn reconcile(&mut self, dirty: Dirty) -> Result<(), String> {
         let start = Instant::now();
         let mut result = Ok(());
+        // First, so that routes and policy follow what it reclaimed.
+        if dirty.audit
+            && let Err(e) = self.audit().await
+        {
+            result = Err(format!("audit: {e}"));
+        }
         if dirty.bgp
             && let Err(e) = self.sync_bgp().await
         {

@@ -38,6 +38,21 @@ fn reply(outcome: CniOutcome) -> Reply {
     Ok(Response::new(outcome_to_pb(outcome)))
 }
 
+/// Logs a failed request (the runtime sees the error; the node's operator sees it here).
+fn logged(command: &str, req: &CniRequest, outcome: CniOutcome) -> CniOutcome {
+    if let Err(e) = &outcome {
+        tracing::warn!(
+            container = %req.container_id,
+            ifname = %req.ifname,
+            code = e.code,
+            error = %e.msg,
+            details = %e.details,
+            "CNI {command} failed"
+        );
+    }
+    outcome
+}
+
 fn decode(req: Request<pb::CniRequest>) -> Result<CniRequest, pb::CniReply> {
     CniRequest::try_from(req.into_inner()).map_err(|e| outcome_to_pb(Err(e)))
 }
@@ -55,35 +70,35 @@ impl Agent for AgentService {
 
     async fn add(&self, request: Request<pb::CniRequest>) -> Reply {
         match decode(request) {
-            Ok(req) => reply(self.cni.add(&req).await),
+            Ok(req) => reply(logged("ADD", &req, self.cni.add(&req).await)),
             Err(err) => Ok(Response::new(err)),
         }
     }
 
     async fn del(&self, request: Request<pb::CniRequest>) -> Reply {
         match decode(request) {
-            Ok(req) => reply(self.cni.del(&req).await),
+            Ok(req) => reply(logged("DEL", &req, self.cni.del(&req).await)),
             Err(err) => Ok(Response::new(err)),
         }
     }
 
     async fn check(&self, request: Request<pb::CniRequest>) -> Reply {
         match decode(request) {
-            Ok(req) => reply(self.cni.check(&req).await),
+            Ok(req) => reply(logged("CHECK", &req, self.cni.check(&req).await)),
             Err(err) => Ok(Response::new(err)),
         }
     }
 
     async fn gc(&self, request: Request<pb::CniRequest>) -> Reply {
         match decode(request) {
-            Ok(req) => reply(self.cni.gc(&req).await),
+            Ok(req) => reply(logged("GC", &req, self.cni.gc(&req).await)),
             Err(err) => Ok(Response::new(err)),
         }
     }
 
     async fn status(&self, request: Request<pb::CniRequest>) -> Reply {
         match decode(request) {
-            Ok(req) => reply(self.cni.status(&req).await),
+            Ok(req) => reply(logged("STATUS", &req, self.cni.status(&req).await)),
             Err(err) => Ok(Response::new(err)),
         }
     }

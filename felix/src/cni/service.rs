@@ -26,6 +26,27 @@ use crate::dataplane::{DataplaneError, GATEWAY_V4, GATEWAY_V6, PodNetwork, PodSp
 /// The MTU when neither the configuration nor felix's own setting gives one.
 pub const DEFAULT_MTU: u32 = 1500;
 
+/// How long one datastore step of a CNI request (read or write an endpoint, allocate or
+/// release addresses) may take. A datastore that does not answer makes the request fail
+/// with code 11 within seconds instead of holding the runtime until its own deadline.
+pub const DATASTORE_STEP: Duration = Duration::from_secs(5);
+
+/// Runs one datastore step, failing with code 11 when it takes longer than `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    step: impl std::future::Future<Output = Result<T, CniError>>,
+) -> Result<T, CniError> {
+    match tokio::time::timeout(limit, step).await {
+        Ok(result) => result,
+        Err(_) => Err(CniError::new(
+            code::TRY_AGAIN_LATER,
+            format!("the datastore did not answer within {limit:?}"),
+        )
+        .with_details(format!("while trying to {what}"))),
+    }
+}
+
 /// The CNI service: owns nothing but references to IPAM, the endpoint store and the
 /// dataplane.
 pub struct CniService {
@@ -39,6 +60,8 @@ pub struct CniService {
     lock: Arc<RwLock<()>>,
     /// Host interfaces whose policy is programmed, and how long ADD waits for its own.
     policy_wait: Option<(watch::Receiver<BTreeSet<String>>, Duration)>,
+    /// The bound of each datastore step ([`DATASTORE_STEP`]).
+    step: Duration,
 }
 
 impl std::fmt::Debug for CniService {
@@ -168,7 +191,14 @@ impl CniService {
             default_mtu,
             lock: Arc::new(RwLock::new(())),
             policy_wait: None,
+            step: DATASTORE_STEP,
         }
+    }
+
+    /// Bounds each datastore step by `limit` instead of [`DATASTORE_STEP`].
+    pub fn with_datastore_step(mut self, limit: Duration) -> Self {
+        self.step = limit;
+        self
     }
 
     /// Makes ADD wait (up to `limit`) until the new pod's host interface appears in
@@ -218,27 +248,31 @@ impl CniService {
         let key = key_of(&conf, req);
         let labels = labels_of(req)?;
         // A repeated ADD (the runtime never saw our answer) starts from a clean slate.
-        if self
-            .endpoints
-            .get(&key)
-            .await
-            .map_err(store_error)?
-            .is_some()
-        {
+        if self.get_endpoint(&key).await?.is_some() {
             self.teardown(&key).await?;
         }
         let handle = key.ipam_handle();
-        let ips = self
-            .ipam
-            .allocate(&AllocateRequest {
-                handle: handle.clone(),
-                container_id: req.container_id.clone(),
-                ifname: req.ifname.clone(),
-                pod_namespace: req.args.k8s_pod_namespace.clone(),
-                pod_name: req.args.k8s_pod_name.clone(),
-            })
-            .await
-            .map_err(ipam_error)?;
+        let request = AllocateRequest {
+            handle: handle.clone(),
+            container_id: req.container_id.clone(),
+            ifname: req.ifname.clone(),
+            pod_namespace: req.args.k8s_pod_namespace.clone(),
+            pod_name: req.args.k8s_pod_name.clone(),
+        };
+        let allocated = bounded(self.step, "allocate addresses", async {
+            self.ipam.allocate(&request).await.map_err(ipam_error)
+        })
+        .await;
+        let ips = match allocated {
+            Ok(ips) => ips,
+            Err(e) => {
+                // A timed-out allocation may still land: undo it (bounded too).
+                if e.code == code::TRY_AGAIN_LATER {
+                    self.release_quietly(&handle).await;
+                }
+                return Err(e);
+            }
+        };
         let mtu = conf.mtu.unwrap_or(self.default_mtu);
         let spec = PodSpec {
             workload_id: key.workload_id(),
@@ -265,12 +299,16 @@ impl CniService {
             ips,
             mtu,
         };
-        if let Err(e) = self.endpoints.put(&ep).await {
+        let stored = bounded(self.step, "record the endpoint", async {
+            self.endpoints.put(&ep).await.map_err(store_error)
+        })
+        .await;
+        if let Err(e) = stored {
             if let Err(undo) = self.pods.unplumb(&spec.workload_id).await {
                 tracing::warn!(%undo, "cannot undo plumbing after a store failure");
             }
             self.release_quietly(&handle).await;
-            return Err(store_error(e));
+            return Err(e);
         }
         drop(_guard);
         self.wait_for_policy(&ep.host_ifname).await;
@@ -279,9 +317,23 @@ impl CniService {
     }
 
     async fn release_quietly(&self, handle: &str) {
-        if let Err(e) = self.ipam.release(handle).await {
-            tracing::warn!(%e, handle, "cannot release addresses while undoing an ADD");
+        if let Err(e) = self.release(handle).await {
+            tracing::warn!(error = %e.msg, handle, "cannot release addresses while undoing an ADD");
         }
+    }
+
+    async fn release(&self, handle: &str) -> Result<(), CniError> {
+        bounded(self.step, "release addresses", async {
+            self.ipam.release(handle).await.map_err(ipam_error)
+        })
+        .await
+    }
+
+    async fn get_endpoint(&self, key: &EndpointKey) -> Result<Option<Endpoint>, CniError> {
+        bounded(self.step, "read the endpoint", async {
+            self.endpoints.get(key).await.map_err(store_error)
+        })
+        .await
     }
 
     /// Removes the attachment's plumbing, addresses and record; each part may already be gone.
@@ -290,12 +342,11 @@ impl CniService {
             .unplumb(&key.workload_id())
             .await
             .map_err(|e| dataplane_error("cannot remove the pod's interface", e))?;
-        self.ipam
-            .release(&key.ipam_handle())
-            .await
-            .map_err(ipam_error)?;
-        self.endpoints.delete(key).await.map_err(store_error)?;
-        Ok(())
+        self.release(&key.ipam_handle()).await?;
+        bounded(self.step, "delete the endpoint", async {
+            self.endpoints.delete(key).await.map_err(store_error)
+        })
+        .await
     }
 
     /// CNI DEL: succeeds when the netns, the interface or the allocation is already gone.
@@ -314,17 +365,12 @@ impl CniService {
         Self::validate_attachment(req, true)?;
         let (conf, raw) = parse_config(req)?;
         let key = key_of(&conf, req);
-        let ep = self
-            .endpoints
-            .get(&key)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| {
-                CniError::new(
-                    code::UNKNOWN_CONTAINER,
-                    format!("no endpoint for {} {}", key.container_id, key.ifname),
-                )
-            })?;
+        let ep = self.get_endpoint(&key).await?.ok_or_else(|| {
+            CniError::new(
+                code::UNKNOWN_CONTAINER,
+                format!("no endpoint for {} {}", key.container_id, key.ifname),
+            )
+        })?;
         if let Some(prev) = raw.get("prevResult") {
             let prev = CniResult::from_value(prev).map_err(|e| {
                 CniError::new(code::DECODE, "cannot decode prevResult").with_details(e.to_string())
@@ -353,12 +399,23 @@ impl CniService {
     }
 
     /// CNI GC: removes every attachment of this network not in `cni.dev/valid-attachments`,
-    /// and releases IPAM handles of the network that no valid attachment owns.
+    /// and releases IPAM handles of the network that no valid attachment owns. A GC without
+    /// the list is an invalid configuration (code 7) and removes nothing.
     pub async fn gc(&self, req: &CniRequest) -> CniOutcome {
         let (conf, raw) = parse_config(req)?;
         let _guard = self.lock.read().await;
+        // Without the list, "not named" would mean every pod of the node: a GC must name
+        // what is valid, or it removes nothing.
         let valid: Vec<(String, String)> = match raw.get("cni.dev/valid-attachments") {
-            None => Vec::new(),
+            None => {
+                return Err(CniError::new(
+                    code::INVALID_CONFIG,
+                    "GC without cni.dev/valid-attachments: refusing to remove anything",
+                )
+                .with_details(
+                    "the runtime must list every attachment that is still valid (CNI 1.1)",
+                ));
+            }
             Some(v) => v
                 .as_array()
                 .ok_or_else(|| {
@@ -381,7 +438,10 @@ impl CniService {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let endpoints = self.endpoints.list(&conf.name).await.map_err(store_error)?;
+        let endpoints = bounded(self.step, "list endpoints", async {
+            self.endpoints.list(&conf.name).await.map_err(store_error)
+        })
+        .await?;
         for ep in endpoints {
             let k = &ep.key;
             if !valid.contains(&(k.container_id.clone(), k.ifname.clone())) {
@@ -390,11 +450,14 @@ impl CniService {
             }
         }
         let prefix = format!("{}.", conf.name);
-        let handles = self.ipam.handles(&prefix).await.map_err(ipam_error)?;
+        let handles = bounded(self.step, "list address handles", async {
+            self.ipam.handles(&prefix).await.map_err(ipam_error)
+        })
+        .await?;
         for h in handles {
             let container = &h[prefix.len()..];
             if !valid.iter().any(|(id, _)| id == container) {
-                self.ipam.release(&h).await.map_err(ipam_error)?;
+                self.release(&h).await?;
             }
         }
         Ok(None)
@@ -403,10 +466,13 @@ impl CniService {
     /// CNI STATUS: ready when IPAM could serve an ADD.
     pub async fn status(&self, req: &CniRequest) -> CniOutcome {
         parse_config(req)?;
-        self.ipam.ready().await.map_err(|e| {
-            CniError::new(code::NOT_AVAILABLE, "twill cannot allocate addresses now")
-                .with_details(e.to_string())
-        })?;
+        bounded(self.step, "check that addresses can be allocated", async {
+            self.ipam.ready().await.map_err(|e| {
+                CniError::new(code::NOT_AVAILABLE, "twill cannot allocate addresses now")
+                    .with_details(e.to_string())
+            })
+        })
+        .await?;
         Ok(None)
     }
 }

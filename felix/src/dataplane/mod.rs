@@ -63,7 +63,9 @@ pub enum DataplaneError {
 }
 
 impl DataplaneError {
-    fn netlink(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> DataplaneError {
+    pub(crate) fn netlink(
+        op: impl Into<String>,
+    ) -> impl FnOnce(rtnetlink::Error) -> DataplaneError {
         let op = op.into();
         move |source| DataplaneError::Netlink { op, source }
     }

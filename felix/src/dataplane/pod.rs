@@ -380,6 +380,27 @@ impl PodNetwork {
         routes::sync(self.handle(), desired).await
     }
 
+    /// The names of every link in the host namespace.
+    pub async fn link_names(&self) -> Result<std::collections::BTreeSet<String>, DataplaneError> {
+        let links: Vec<_> = self
+            .handle()
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(DataplaneError::netlink("list links"))?;
+        Ok(links
+            .iter()
+            .filter_map(|l| {
+                l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
     /// The host veth's interface index, if it exists (tests and drift repair).
     pub async fn host_ifindex(&self, workload_id: &str) -> Result<Option<u32>, DataplaneError> {
         match ifindex(self.handle(), &host_veth_name(workload_id)).await {

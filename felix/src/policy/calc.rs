@@ -485,6 +485,12 @@ impl Calculator {
                 delta.nat = true;
             }
         }
+
+        // 8. The host-facing policy lives in the base chains: rare, rebuilt whole.
+        if inputs.host != self.ir.host {
+            self.ir.host = inputs.host.clone();
+            delta.reset = true;
+        }
         delta
     }
 

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use twill_api::resources::native::{Namespace, NetworkPolicy};
 use twill_api::resources::{GlobalNetworkPolicy, IPPool, WorkloadEndpoint};
 
+use super::ir::HostPolicy;
+
 /// `(namespace, name)` of a namespaced object.
 pub type ObjectKey = (String, String);
 
@@ -31,6 +33,8 @@ pub struct PolicyInputs {
     pub global_policies: BTreeMap<String, Arc<GlobalNetworkPolicy>>,
     /// IP pools by name (their `cidr` and `natOutgoing` matter here).
     pub pools: BTreeMap<String, Arc<IPPool>>,
+    /// The host-facing policy (felix's configuration, not a datastore object).
+    pub host: HostPolicy,
 }
 
 impl PolicyInputs {

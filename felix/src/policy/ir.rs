@@ -100,7 +100,7 @@ impl SetDef {
         format!(
             "{kind}{}-{}",
             self.family().digit(),
-            super::names::short_hash(&self.to_string())
+            super::hash::short_hash(&self.to_string())
         )
     }
 }
@@ -373,6 +373,85 @@ pub struct IrNat {
     pub nat_outgoing: BTreeSet<IpNet>,
 }
 
+/// What happens to traffic from a local workload to the host itself, after the
+/// workload's egress policy (Calico's `DefaultEndpointToHostAction`; its `Return` means
+/// `Accept` here, as Twill has no host endpoints).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub enum EndpointToHostAction {
+    /// Only the failsafe ports: a pod can reach neither BGP nor any other host service.
+    #[default]
+    Drop,
+    Accept,
+}
+
+/// A protocol and port on the host that workloads may always reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct HostPort {
+    /// IP protocol number (6 TCP, 17 UDP, 132 SCTP).
+    pub protocol: u8,
+    pub port: u16,
+}
+
+impl HostPort {
+    /// Protocol name to number: `tcp`, `udp` or `sctp` (any case).
+    pub fn protocol_number(name: &str) -> Option<u8> {
+        match name.to_ascii_lowercase().as_str() {
+            "tcp" => Some(6),
+            "udp" => Some(17),
+            "sctp" => Some(132),
+            _ => None,
+        }
+    }
+
+    /// `tcp:22`, `udp:68` (Calico's spelling of a failsafe port).
+    pub fn parse(text: &str) -> Result<HostPort, String> {
+        let (proto, port) = text
+            .split_once(':')
+            .ok_or_else(|| format!("{text:?}: expected PROTOCOL:PORT, e.g. tcp:22"))?;
+        let protocol = HostPort::protocol_number(proto)
+            .ok_or_else(|| format!("{text:?}: protocol must be tcp, udp or sctp"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{text:?}: port must be 1..=65535"))?;
+        if protocol == 6 && port == BGP_PORT {
+            return Err(format!(
+                "{text:?}: BGP (tcp:{BGP_PORT}) is never reachable from workloads"
+            ));
+        }
+        Ok(HostPort { protocol, port })
+    }
+}
+
+/// BGP's port: never a failsafe port, whatever the configuration says, so that no pod
+/// can reach the node's BGP speaker.
+pub const BGP_PORT: u16 = 179;
+
+/// The host-facing policy: traffic from workload interfaces to the host itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct HostPolicy {
+    pub endpoint_to_host: EndpointToHostAction,
+    /// Host ports workloads may reach even when the action is `Drop` (still subject to
+    /// the workload's egress policy). TCP 179 is never among them.
+    pub failsafe_inbound: Vec<HostPort>,
+}
+
+impl HostPolicy {
+    /// `failsafe_inbound` without BGP, deduplicated and sorted.
+    pub fn effective_failsafe(&self) -> Vec<HostPort> {
+        let mut v: Vec<HostPort> = self
+            .failsafe_inbound
+            .iter()
+            .filter(|p| !(p.protocol == 6 && p.port == BGP_PORT))
+            .copied()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
 /// Everything one node enforces.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Ir {
@@ -384,4 +463,6 @@ pub struct Ir {
     /// Local endpoints by host-side interface name.
     pub endpoints: BTreeMap<String, IrEndpoint>,
     pub nat: IrNat,
+    /// Traffic from workloads to the host itself.
+    pub host: HostPolicy,
 }

@@ -53,6 +53,7 @@
 pub mod calc;
 pub mod compile;
 pub mod engine;
+pub mod hash;
 pub mod inputs;
 pub mod ipt;
 pub mod ir;

@@ -3,8 +3,7 @@
 //! for ipset's 31 and iptables' 28 characters), endpoint chains from the host-side
 //! interface name (`tw` + 11 hex).
 
-use sha2::{Digest, Sha256};
-
+pub use super::hash::short_hash;
 use super::ir::Direction;
 
 /// The nftables table felix owns (family `inet`).
@@ -18,12 +17,6 @@ pub const PASS_MARK: u32 = 0x0010_0000;
 
 /// Mark bit an `Allow` sets in the iptables dataplane (nftables accepts directly).
 pub const ACCEPT_MARK: u32 = 0x0020_0000;
-
-/// 12 hex digits of SHA-256 of `text`.
-pub fn short_hash(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    hex::encode(&digest[..6])
-}
 
 /// The chain holding one policy's rules for one direction (`pi-HASH`, `pe-HASH`).
 pub fn policy_chain(policy_key: &str, dir: Direction) -> String {

@@ -78,12 +78,16 @@ pub fn exec_plugin(ns: Option<&Netns>, bin: &Path, env: &[(&str, &str)], stdin: 
         .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().expect("spawn plugin");
-    child
+    // A plugin may stop reading an oversized configuration: what it answers is the report.
+    match child
         .stdin
         .take()
         .expect("stdin")
         .write_all(stdin.as_bytes())
-        .expect("write stdin");
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.expect("write stdin"),
+    }
     let out = child.wait_with_output().expect("plugin output");
     PluginRun {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -33,7 +33,7 @@ pub fn twill_kinds() -> Vec<FakeKind> {
 
 /// A datastore over a fresh fake API server.
 pub fn fake() -> (Datastore, FakeApiServer) {
-    let server = FakeApiServer::new(twill_kinds());
+    let server = FakeApiServer::new(twill_kinds()).with_namespaces(&["shop"]);
     let backend = KubernetesBackend::from_client(server.client(), "https://fake-apiserver");
     (Datastore::new(Arc::new(backend)), server)
 }

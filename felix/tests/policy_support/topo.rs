@@ -193,6 +193,34 @@ impl Topo {
         String::from_utf8_lossy(&out.stdout).contains("hello")
     }
 
+    /// Starts greeting TCP servers on the node itself (all addresses) on `ports`; they stop
+    /// when the returned runtime is dropped.
+    pub fn serve_on_node(&self, ports: &[u16]) -> NsRuntime {
+        let rt = NsRuntime::start(&self.node).unwrap();
+        let (ready, bound) = std::sync::mpsc::channel();
+        for port in ports {
+            rt.spawn(tcp_server(*port, ready.clone()));
+        }
+        for _ in ports {
+            bound
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("node servers bound");
+        }
+        rt
+    }
+
+    /// Whether pod `from` gets a TCP connection to the node's own address on `port`.
+    pub fn tcp_to_node(&self, from: &str, port: u16) -> bool {
+        let out = self.pods[from]
+            .ns
+            .command("nc")
+            .args(["-n", "-w", "1", NODE_IP, &port.to_string()])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("hello")
+    }
+
     /// The source address the outside host sees for a TCP connection from pod `from`.
     pub fn seen_by_outside(&self, from: &str) -> String {
         let out = self.pods[from]

@@ -351,6 +351,19 @@ impl FakeApiServer {
             .unwrap_or_default()
             .to_string();
         let mut state = self.state.lock().await;
+        // The NamespaceLifecycle admission of a real API server: nothing is created in a
+        // namespace that does not exist.
+        if let Some(ns) = &target.namespace {
+            let namespace_key = (
+                String::new(),
+                "namespaces".to_string(),
+                String::new(),
+                ns.clone(),
+            );
+            if !state.objects.contains_key(&namespace_key) {
+                return fail(404, "NotFound", &format!("namespaces {ns:?} not found"));
+            }
+        }
         let key = Self::key(target, &name);
         if state.objects.contains_key(&key) {
             return fail(
@@ -363,6 +376,7 @@ impl FakeApiServer {
         let meta = &mut object["metadata"];
         meta["resourceVersion"] = state.revision.to_string().into();
         meta["uid"] = format!("uid-{}", state.revision).into();
+        meta["generation"] = 1.into();
         if let Some(ns) = &target.namespace {
             meta["namespace"] = ns.clone().into();
         }
@@ -399,6 +413,21 @@ impl FakeApiServer {
             );
         };
         let current_rv = current.pointer("/metadata/resourceVersion").cloned();
+        let given_rv = object
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|rv| !rv.is_empty());
+        if given_rv.is_none() && !target.kind.unconditional_update {
+            return fail(
+                422,
+                "Invalid",
+                &format!(
+                    "{} {name:?} is invalid: metadata.resourceVersion: Invalid value: 0x0: \
+                     must be specified for an update",
+                    target.kind.plural
+                ),
+            );
+        }
         if let Some(rv) = object.pointer("/metadata/resourceVersion")
             && Some(rv) != current_rv.as_ref()
         {
@@ -431,14 +460,35 @@ impl FakeApiServer {
         }
         state.revision += 1;
         object["metadata"]["resourceVersion"] = state.revision.to_string().into();
-        if let Some(uid) = current.pointer("/metadata/uid") {
-            object["metadata"]["uid"] = uid.clone();
+        for field in ["uid", "creationTimestamp", "deletionTimestamp"] {
+            match current.pointer(&format!("/metadata/{field}")) {
+                Some(value) => object["metadata"][field] = value.clone(),
+                None => {
+                    if let Some(meta) = object["metadata"].as_object_mut() {
+                        meta.remove(field);
+                    }
+                }
+            }
         }
+        object["metadata"]["generation"] = next_generation(&current, &object).into();
         if let Some(ns) = &target.namespace {
             object["metadata"]["namespace"] = ns.clone().into();
         }
-        state.objects.insert(key, object.clone());
         let namespace = target.namespace.clone().unwrap_or_default();
+        if is_deleting(&object) && !has_finalizers(&object) {
+            // The last finalizer is gone: the object goes.
+            state.objects.remove(&key);
+            self.record(
+                &mut state,
+                &target.kind,
+                &namespace,
+                "DELETED",
+                object.clone(),
+                None,
+            );
+            return respond(StatusCode::OK, &object);
+        }
+        state.objects.insert(key, object.clone());
         self.record(
             &mut state,
             &target.kind,
@@ -473,12 +523,34 @@ impl FakeApiServer {
                 &format!("Precondition failed: ResourceVersion in precondition: {rv}"),
             );
         }
+        let namespace = target.namespace.clone().unwrap_or_default();
+        if has_finalizers(current) {
+            // Finalizers hold the object: mark it (once) and keep it.
+            let mut object = current.clone();
+            if is_deleting(&object) {
+                return respond(StatusCode::OK, &object);
+            }
+            let before = object.clone();
+            state.revision += 1;
+            object["metadata"]["resourceVersion"] = state.revision.to_string().into();
+            object["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+            object["metadata"]["generation"] = (generation(&object) + 1).into();
+            state.objects.insert(key, object.clone());
+            self.record(
+                &mut state,
+                &target.kind,
+                &namespace,
+                "MODIFIED",
+                object.clone(),
+                Some(before),
+            );
+            return respond(StatusCode::ACCEPTED, &object);
+        }
         let Some(mut object) = state.objects.remove(&key) else {
             return fail(404, "NotFound", "gone");
         };
         state.revision += 1;
         object["metadata"]["resourceVersion"] = state.revision.to_string().into();
-        let namespace = target.namespace.clone().unwrap_or_default();
         self.record(
             &mut state,
             &target.kind,
@@ -489,4 +561,37 @@ impl FakeApiServer {
         );
         respond(StatusCode::OK, &object)
     }
+}
+
+fn generation(object: &Value) -> i64 {
+    object
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+}
+
+/// The API server's rule for custom resources: the generation counts changes outside
+/// `metadata` and `status`.
+fn next_generation(current: &Value, new: &Value) -> i64 {
+    let spec = |object: &Value| {
+        let mut map = object.as_object().cloned().unwrap_or_default();
+        for field in ["metadata", "status", "apiVersion", "kind"] {
+            map.remove(field);
+        }
+        map
+    };
+    generation(current) + i64::from(spec(current) != spec(new))
+}
+
+fn has_finalizers(object: &Value) -> bool {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
+}
+
+fn is_deleting(object: &Value) -> bool {
+    object
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
 }

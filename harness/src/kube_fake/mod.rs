@@ -11,7 +11,9 @@
 //! - GET (object; list with its resourceVersion; `?watch=true&resourceVersion=N` streaming
 //!   newline-delimited events), POST (201; 409 AlreadyExists), PUT (409 Conflict when the
 //!   body's resourceVersion is stale; a status subresource that changes only status),
-//!   DELETE (409 on a failed precondition);
+//!   DELETE (409 on a failed precondition); `metadata.generation` counting changes outside
+//!   metadata and status, and finalizers (a delete only sets `deletionTimestamp` until an
+//!   update removes the last finalizer);
 //! - `fieldSelector` and `labelSelector` on lists and watches (a watched object that stops
 //!   matching arrives as DELETED, one that starts matching as ADDED);
 //! - a watch from a revision older than the last [`compact`](FakeApiServer::compact) gets
@@ -55,6 +57,10 @@ pub struct FakeKind {
     pub namespaced: bool,
     /// Whether `.../<name>/status` exists (then a main PUT leaves status alone).
     pub status_subresource: bool,
+    /// Whether a PUT may leave out `metadata.resourceVersion` (an unconditional update):
+    /// true for the built-in kinds, false for custom resources, whose updates the real API
+    /// server refuses without one (422 Invalid).
+    pub unconditional_update: bool,
 }
 
 impl FakeKind {
@@ -68,6 +74,10 @@ impl FakeKind {
             plural: plural.into(),
             namespaced,
             status_subresource: false,
+            // Kubernetes' own groups have no dot, or end in `.k8s.io`; CRDs' groups have one.
+            unconditional_update: group.is_empty()
+                || !group.contains('.')
+                || group.ends_with(".k8s.io"),
         }
     }
 
@@ -310,7 +320,7 @@ impl FakeApiServer {
 
     /// Stores `object` as if another client wrote it (created, or replaced whatever is
     /// there, without any check): for setting up a test's world. Returns it as stored.
-    pub async fn put(&self, mut object: Value) -> Value {
+    pub async fn put(&self, object: Value) -> Value {
         let api_version = object["apiVersion"]
             .as_str()
             .unwrap_or_default()
@@ -336,6 +346,34 @@ impl FakeApiServer {
             name,
         );
         let mut state = self.state.lock().await;
+        self.put_locked(&mut state, kind, key, object)
+    }
+
+    /// Namespaces `names` exist from the start (a real server refuses creates in a namespace
+    /// that does not exist). For a fake not yet shared.
+    pub fn with_namespaces(self, names: &[&str]) -> FakeApiServer {
+        for name in names {
+            let object = serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                                            "metadata": {"name": name}});
+            let kind = FakeKind::new("v1", "Namespace", "namespaces", false).with_status();
+            let key = (
+                String::new(),
+                "namespaces".into(),
+                String::new(),
+                name.to_string(),
+            );
+            match self.state.try_lock() {
+                Ok(mut state) => {
+                    self.put_locked(&mut state, kind, key, object);
+                }
+                Err(_) => panic!("with_namespaces on a fake already in use"),
+            }
+        }
+        self
+    }
+
+    fn put_locked(&self, state: &mut State, kind: FakeKind, key: Key, mut object: Value) -> Value {
+        let namespace = key.2.clone();
         state.revision += 1;
         let revision = state.revision;
         let old = state.objects.get(&key).cloned();
@@ -348,14 +386,7 @@ impl FakeApiServer {
         meta["uid"] = uid;
         state.objects.insert(key, object.clone());
         let event_kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
-        self.record(
-            &mut state,
-            &kind,
-            &namespace,
-            event_kind,
-            object.clone(),
-            old,
-        );
+        self.record(state, &kind, &namespace, event_kind, object.clone(), old);
         object
     }
 
@@ -433,5 +464,86 @@ impl FakeApiServer {
         };
         state.history.push(event.clone());
         let _ = self.events.send(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::{Api, DynamicObject, PostParams};
+    use kube::discovery::ApiResource;
+
+    fn pools() -> ApiResource {
+        ApiResource {
+            group: "networking.twill.dev".into(),
+            version: "v1".into(),
+            api_version: "networking.twill.dev/v1".into(),
+            kind: "IPPool".into(),
+            plural: "ippools".into(),
+        }
+    }
+
+    fn weps() -> ApiResource {
+        ApiResource {
+            kind: "WorkloadEndpoint".into(),
+            plural: "workloadendpoints".into(),
+            ..pools()
+        }
+    }
+
+    fn kinds() -> Vec<FakeKind> {
+        vec![
+            FakeKind::new("networking.twill.dev/v1", "IPPool", "ippools", false),
+            FakeKind::new(
+                "networking.twill.dev/v1",
+                "WorkloadEndpoint",
+                "workloadendpoints",
+                true,
+            ),
+        ]
+    }
+
+    fn code(result: Result<DynamicObject, kube::Error>) -> u16 {
+        match result {
+            Err(kube::Error::Api(status)) => status.code,
+            other => panic!("expected an API error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_custom_resource_update_must_name_its_resource_version() {
+        let (client, _server) = FakeApiServer::start(kinds());
+        let api: Api<DynamicObject> = Api::all_with(client, &pools());
+        let pool: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.twill.dev/v1", "kind": "IPPool",
+            "metadata": {"name": "p"}, "spec": {"cidr": "10.244.0.0/16"}}))
+        .unwrap();
+        let mut stored = api.create(&PostParams::default(), &pool).await.unwrap();
+        let mut blind = stored.clone();
+        blind.metadata.resource_version = None;
+        assert_eq!(
+            code(api.replace("p", &PostParams::default(), &blind).await),
+            422
+        );
+        stored.data["spec"]["cidr"] = "10.244.0.0/24".into();
+        api.replace("p", &PostParams::default(), &stored)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn nothing_is_created_in_a_namespace_that_does_not_exist() {
+        let (client, server) = FakeApiServer::start(kinds());
+        let wep: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.twill.dev/v1", "kind": "WorkloadEndpoint",
+            "metadata": {"name": "w", "namespace": "shop"}, "spec": {}}))
+        .unwrap();
+        let api: Api<DynamicObject> = Api::namespaced_with(client, "shop", &weps());
+        assert_eq!(code(api.create(&PostParams::default(), &wep).await), 404);
+        server
+            .put(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                                    "metadata": {"name": "shop"}}))
+            .await;
+        api.create(&PostParams::default(), &wep).await.unwrap();
     }
 }

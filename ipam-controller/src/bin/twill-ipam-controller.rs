@@ -1,8 +1,10 @@
 //! `twill-ipam-controller`: carves per-node blocks, releases the blocks of deleted nodes,
 //! collects leaked addresses, reports each pool's `Allocatable` condition. One replica acts
 //! at a time: leader election on an etcd lease (etcd mode) or a Kubernetes `Lease`
-//! (Kubernetes mode). Exits 0 on SIGTERM/SIGINT, 64 on bad flags, 1 on a fatal error or
-//! when it loses leadership (so that it restarts as a candidate).
+//! (Kubernetes mode). A leader that loses its lease (a datastore freeze, a pause) stops
+//! acting at once, steps down and campaigns again, counting the loss in
+//! `twill_ipam_leader_losses_total`. Exits 0 on SIGTERM/SIGINT, 64 on bad flags, 1 on a
+//! fatal error.
 //!
 //! The environment the chart sets is its contract with this binary: `TWILL_DATASTORE`,
 //! `TWILL_METRICS_LISTEN`, `TWILL_LOG`, `TWILL_LEADER_ELECT`,
@@ -13,11 +15,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use prometheus_client::registry::Registry;
 use tokio::signal::unix::{SignalKind, signal};
 use twill_ipam::connect::{DatastoreArgs, ElectionClient, connect, workload_source};
 use twill_ipam::controller::{Controller, ControllerConfig};
 use twill_ipam::leader::{ELECTION, LeaderGuard, Leadership};
-use twill_ipam::metrics::{self, Metrics};
+use twill_ipam::metrics::{Health, Metrics};
+use twill_utils::telemetry;
 
 /// Twill's cluster-wide IPAM controller.
 #[derive(Parser, Debug)]
@@ -25,7 +29,7 @@ use twill_ipam::metrics::{self, Metrics};
 struct Args {
     #[command(flatten)]
     ds: DatastoreArgs,
-    /// Where to serve Prometheus metrics (`/metrics`); empty to disable.
+    /// Where to serve `/livez`, `/readyz` and Prometheus `/metrics`; empty to disable.
     #[arg(long, env = "TWILL_METRICS_LISTEN", default_value = "0.0.0.0:9095")]
     metrics_listen: String,
     /// Log filter (`info`, `debug`, `twill_ipam=debug`); `RUST_LOG` wins when set.
@@ -116,69 +120,97 @@ fn main() {
 async fn run(args: Args) -> Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let metrics = Arc::new(Metrics::default());
-    if !args.metrics_listen.is_empty() {
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    let health = Arc::new(Health::new(registry));
+    let _telemetry = if args.metrics_listen.is_empty() {
+        None
+    } else {
         let listener = tokio::net::TcpListener::bind(&args.metrics_listen)
             .await
             .with_context(|| format!("listening on {}", args.metrics_listen))?;
-        tracing::info!(addr = %listener.local_addr()?, "serving metrics");
-        tokio::spawn(metrics::serve(listener, metrics.clone()));
-    }
+        tracing::info!(addr = %listener.local_addr()?, "serving /livez, /readyz, /metrics");
+        Some(telemetry::serve(listener, health.clone()))
+    };
     let (ds, election) = connect(&args.ds, Duration::from_secs(10))
         .await
         .context("connecting to the datastore")?;
+    health.set_connected();
     let id = args.leader_id.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    let leadership = if args.leader_elect {
-        tracing::info!(%id, "campaigning for leadership");
-        let campaign = campaign(&args, election, &id);
-        let leadership = tokio::select! {
-            l = campaign => l?,
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-        };
-        tracing::info!(%id, "leading");
-        Some(leadership)
-    } else {
-        tracing::info!("leader election off: acting alone");
-        None
-    };
-    metrics.leader.set(1);
     let source = workload_source(&args.ds);
     let config = ControllerConfig::for_source(source, args.gc_grace, args.resync_interval);
-    let controller = Controller::new(ds, config, metrics.clone());
-    let guard: Option<LeaderGuard> = leadership.as_ref().map(Leadership::guard);
-    let mut lost_guard = guard.clone();
-    let mut signalled = false;
-    controller
-        .run(
-            async {
-                let lost = async {
-                    match lost_guard.as_mut() {
-                        Some(g) => g.lost().await,
-                        None => std::future::pending().await,
+    // One term of leadership per turn: campaign, lead until the lease is lost, step down.
+    loop {
+        let leadership = if args.leader_elect {
+            tracing::info!(%id, "campaigning for leadership");
+            let campaign = campaign_until_elected(&args, &election, &id);
+            let leadership = tokio::select! {
+                l = campaign => l,
+                _ = term.recv() => return Ok(()),
+                _ = int.recv() => return Ok(()),
+            };
+            tracing::info!(%id, "leading");
+            Some(leadership)
+        } else {
+            tracing::info!("leader election off: acting alone");
+            None
+        };
+        metrics.leader.set(1);
+        // A new term starts from a fresh view: nothing learned under the old one is trusted.
+        let controller = Controller::new(ds.clone(), config, metrics.clone());
+        let guard: Option<LeaderGuard> = leadership.as_ref().map(Leadership::guard);
+        let mut lost_guard = guard.clone();
+        let mut signalled = false;
+        controller
+            .run(
+                async {
+                    let lost = async {
+                        match lost_guard.as_mut() {
+                            Some(g) => g.lost().await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+                        () = lost => return,
                     }
-                };
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                    _ = int.recv() => tracing::info!("SIGINT: stopping"),
-                    () = lost => return,
-                }
-                signalled = true;
-            },
-            || guard.as_ref().is_none_or(LeaderGuard::is_leader),
-        )
-        .await;
-    metrics.leader.set(0);
-    if !signalled {
-        anyhow::bail!("lost the leader lease; exiting so another replica takes over");
+                    signalled = true;
+                },
+                || guard.as_ref().is_none_or(LeaderGuard::is_leader),
+            )
+            .await;
+        metrics.leader.set(0);
+        if signalled {
+            if let Some(leadership) = leadership {
+                leadership.resign().await;
+            }
+            return Ok(());
+        }
+        metrics.leader_losses.inc();
+        tracing::warn!(%id, "lost the leader lease; stepping down and campaigning again");
+        // Dropping the leadership stops its renewals; the lapsed lease is not ours to revoke.
+        drop(leadership);
     }
-    if let Some(leadership) = leadership {
-        leadership.resign().await;
+}
+
+/// Campaigns until elected, starting over (with back-off) when the datastore fails the
+/// campaign: a standby replica waits out any outage rather than exiting.
+async fn campaign_until_elected(args: &Args, election: &ElectionClient, id: &str) -> Leadership {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match campaign(args, election.clone(), id).await {
+            Ok(l) => return l,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "campaign failed; trying again in {delay:?}")
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
     }
-    Ok(())
 }
 
 /// Campaigns with the election client of the datastore mode.

@@ -1,4 +1,5 @@
-//! The ipam-controller Deployment: replicas, leader election, metrics, no privilege.
+//! The ipam-controller Deployment: replicas, leader election, metrics and probes, no
+//! privilege.
 
 use super::*;
 
@@ -48,6 +49,17 @@ fn ipam_controller_runs_two_replicas_with_lease_leader_election() {
         env(ctl, "TWILL_METRICS_LISTEN").as_deref(),
         Some("0.0.0.0:9094")
     );
+    // The kubelet probes the controller's own /livez and /readyz on that port.
+    for (probe, path) in [
+        (ctl.liveness_probe.as_ref(), "/livez"),
+        (ctl.readiness_probe.as_ref(), "/readyz"),
+    ] {
+        let get = probe
+            .and_then(|p| p.http_get.as_ref())
+            .unwrap_or_else(|| panic!("an httpGet probe on {path}"));
+        assert_eq!(get.path.as_deref(), Some(path));
+        assert_eq!(get.port, IntOrString::String("metrics".into()));
+    }
     // Unprivileged.
     let pod_security = pod.security_context.as_ref().expect("pod securityContext");
     assert_eq!(pod_security.run_as_non_root, Some(true));

@@ -74,6 +74,7 @@ fn felix_cluster_role_lists_exactly_what_the_node_agent_needs() {
             ],
             &["list", "watch"],
         ),
+        (GROUP, &["bgppeers/status"], &["update"]),
         (GROUP, &["ipamconfigs"], &["get"]),
         (GROUP, &["ipreservations"], &["list"]),
         (

@@ -295,13 +295,17 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
                             match inp.secrets.get(&(r.name.clone(), r.key.clone())) {
                                 Some(v) => Some(v.clone()),
                                 None => {
-                                    // Never a session without the password it should have.
-                                    warnings.push(format!(
-                                        "BGPPeer {pname}: password Secret {}/{} cannot be read; \
-                                     not peering until it can",
+                                    // Never a session without the password it should have:
+                                    // held (listed, with the reason) until it can be read.
+                                    let reason = format!(
+                                        "password Secret {}/{} cannot be read",
                                         r.name, r.key
+                                    );
+                                    warnings.push(format!(
+                                        "BGPPeer {pname}: {reason}; held until it can"
                                     ));
-                                    continue;
+                                    hold(&mut p, &reason);
+                                    None
                                 }
                             }
                         }
@@ -362,19 +366,31 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
             Err(e) => warnings.push(format!("BGPFilter {name}: {e}")),
         }
     }
-    // A peer naming a filter that does not exist would be refused by the speaker: drop
-    // the name (with a warning) so the session still comes up, unfiltered as Calico does.
+    // A peer naming a filter that does not exist (or cannot be used) would exchange
+    // routes unfiltered: a leak to a ToR. It is held (no session, nothing in or out)
+    // until every filter it names resolves; the names it does resolve stay.
     let mut peers: Vec<PeerConfig> = peers.into_values().collect();
     for p in &mut peers {
-        for list in [&mut p.import, &mut p.export] {
-            list.retain(|f| {
-                let known = filters.contains_key(f);
-                if !known {
-                    warnings.push(format!("peer {}: no BGPFilter named {f}", p.address));
-                }
-                known
-            });
+        let mut missing: Vec<String> = p
+            .import
+            .iter()
+            .chain(&p.export)
+            .filter(|f| !filters.contains_key(*f))
+            .cloned()
+            .collect();
+        missing.dedup();
+        if missing.is_empty() {
+            continue;
         }
+        for list in [&mut p.import, &mut p.export] {
+            list.retain(|f| filters.contains_key(f));
+        }
+        let reason = format!("BGPFilter not found: {}", missing.join(", "));
+        warnings.push(format!(
+            "peer {}: {reason}; held until it exists",
+            p.address
+        ));
+        hold(p, &reason);
     }
     warnings.dedup();
     BgpPlan {
@@ -388,6 +404,14 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
     }
 }
 
+/// Holds a peer for `reason` (reasons add up).
+fn hold(p: &mut PeerConfig, reason: &str) {
+    p.held = Some(match p.held.take() {
+        Some(r) => format!("{r}; {reason}"),
+        None => reason.to_owned(),
+    });
+}
+
 /// A stable router id for a node without an IPv4 address.
 fn router_id_from_name(name: &str) -> Ipv4Addr {
     use sha2::{Digest, Sha256};
@@ -396,6 +420,7 @@ fn router_id_from_name(name: &str) -> Ipv4Addr {
 }
 
 pub mod communities;
+pub mod status;
 
 #[cfg(test)]
 mod tests;

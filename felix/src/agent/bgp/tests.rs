@@ -213,7 +213,7 @@ fn per_node_as_override_makes_ebgp_between_nodes() {
 }
 
 #[test]
-fn filters_are_converted_and_unknown_names_dropped_with_a_warning() {
+fn filters_are_converted_and_a_peer_naming_an_unknown_one_is_held() {
     let mut w = World::three();
     w.mesh(false, None);
     let filter: BGPFilter = serde_json::from_value(serde_json::json!({
@@ -235,11 +235,22 @@ fn filters_are_converted_and_unknown_names_dropped_with_a_warning() {
     let p = w.plan("n1");
     assert_eq!(p.peers[0].export, ["no-default"]);
     assert_eq!(p.filters["no-default"].export_v4.len(), 1);
+    // Never unfiltered: held, with the reason, until "missing" exists.
+    assert_eq!(
+        p.peers[0].held.as_deref(),
+        Some("BGPFilter not found: missing")
+    );
     assert!(
         p.warnings.iter().any(|w| w.contains("missing")),
         "{:?}",
         p.warnings
     );
+    let mut missing = w.filters["no-default"].clone();
+    missing.metadata.name = Some("missing".into());
+    w.filters.insert("missing".into(), missing);
+    let p = w.plan("n1");
+    assert_eq!(p.peers[0].held, None);
+    assert_eq!(p.peers[0].export, ["no-default", "missing"]);
 }
 
 #[test]
@@ -271,7 +282,7 @@ fn restart_time_parses_durations() {
 }
 
 #[test]
-fn passwords_come_inline_or_from_secrets_and_an_unreadable_secret_means_no_session() {
+fn passwords_come_inline_or_from_secrets_and_an_unreadable_secret_holds_the_peer() {
     use twill_api::resources::bgp::{SecretKeyRef, SecretKeySelector};
     let mut w = World::three();
     w.mesh(false, None);
@@ -310,10 +321,15 @@ fn passwords_come_inline_or_from_secrets_and_an_unreadable_secret_means_no_sessi
         secret_refs(w.peers.values()),
         [("bgp-passwords".to_string(), "tor-b".to_string())].into()
     );
-    // The Secret cannot be read: no session with that peer, and a warning.
+    // The Secret cannot be read: that peer is held (no session), with a warning.
     let p = w.plan("n1");
-    assert_eq!(addrs(&p), ["198.51.100.1"]);
+    assert_eq!(addrs(&p), ["198.51.100.1", "198.51.100.2"]);
     assert_eq!(p.peers[0].password.as_deref(), Some("s3cret"));
+    assert_eq!(p.peers[0].held, None);
+    assert_eq!(
+        p.peers[1].held.as_deref(),
+        Some("password Secret bgp-passwords/tor-b cannot be read")
+    );
     assert!(
         p.warnings.iter().any(|w| w.contains("bgp-passwords/tor-b")),
         "{:?}",
@@ -325,4 +341,5 @@ fn passwords_come_inline_or_from_secrets_and_an_unreadable_secret_means_no_sessi
     let p = w.plan("n1");
     assert_eq!(addrs(&p), ["198.51.100.1", "198.51.100.2"]);
     assert_eq!(p.peers[1].password.as_deref(), Some("from-k8s"));
+    assert_eq!(p.peers[1].held, None);
 }

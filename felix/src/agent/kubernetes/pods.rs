@@ -23,7 +23,7 @@ use tokio::sync::RwLock;
 use twill_api::resources::{EndpointPort, WorkloadEndpoint};
 use twill_api::{Datastore, DatastoreError};
 
-use crate::agent::endpoints::{Decorate, EndpointStore, namespace_of, to_resource};
+use crate::agent::endpoints::{Decorate, EndpointStore, namespace_of, replace, to_resource};
 use crate::cni::StoreError;
 
 /// What an endpoint takes from its Pod.
@@ -177,8 +177,8 @@ impl PodSync {
                 continue;
             }
             want.apply(&mut wep);
-            match self.ds.update(&wep).await {
-                Ok(_) => {
+            match replace(&self.ds, &mut wep).await {
+                Ok(()) => {
                     tracing::info!(endpoint = %key.1, namespace = %key.0, "endpoint follows its Pod's labels and ports");
                     self.shared.write().await.written.insert(key, want);
                 }

@@ -9,8 +9,11 @@
 //!
 //! ```text
 //! twill-fwd   ct established,related ACCEPT; clear; twill-egr-disp; clear; twill-ing-disp; clear
-//! twill-in    ct established,related ACCEPT; ICMPv6 ND ACCEPT; clear; twill-egr-disp; clear
-//! twill-egr-disp / twill-ing-disp   -i/-o IFACE -g twill-egr-/twill-ing-IFACE
+//! twill-in    ct established,related ACCEPT; ICMPv6 ND ACCEPT; clear; twill-egr-disp; clear;
+//!             from tw+: failsafe ports RETURN; DROP (when the endpoint-to-host action is
+//!             Drop): after the pod's egress policy, as allows only mark and return here
+//! twill-egr-disp / twill-ing-disp   -i/-o IFACE -g twill-egr-/twill-ing-IFACE; -i/-o tw+
+//!             DROP: a `tw*` interface felix knows no endpoint of is shut, both ways
 //! twill-egr-IFACE  ct invalid DROP; per policy: -j twill-pe-H, allowed? RETURN,
 //!                  passed? -g twill-egrk-IFACE; DROP when isolated
 //! twill-pe-H       MATCH -g twill-allow | -g twill-pass | -j DROP | -j LOG
@@ -23,8 +26,10 @@ use std::net::IpAddr;
 
 use super::super::nft::model::Elem;
 use super::super::nft::render::intervals;
+use crate::dataplane::names::HOST_VETH_PREFIX;
 use crate::policy::ir::{
-    Direction, Element, Family, Ir, IrEndpoint, IrRule, IrSet, RuleAction, SetDef, Side,
+    Direction, Element, EndpointToHostAction, Family, HostPolicy, Ir, IrEndpoint, IrRule, IrSet,
+    RuleAction, SetDef, Side,
 };
 use crate::policy::names::{
     ACCEPT_MARK, IPT_PREFIX, PASS_MARK, endpoint_chain, endpoint_pass_chain, policy_chain,
@@ -227,8 +232,24 @@ fn clear_marks() -> String {
     format!("-j MARK --set-xmark 0x0/{:#x}", ACCEPT_MARK | PASS_MARK)
 }
 
+/// The host-facing rules at the end of `twill-in` (after the pod's egress policy).
+pub fn host_rules(host: &HostPolicy, family: Family) -> Vec<String> {
+    let mut rules = Vec::new();
+    if host.endpoint_to_host == EndpointToHostAction::Drop {
+        for p in host.effective_failsafe() {
+            let proto = proto_arg(p.protocol, family);
+            rules.push(format!(
+                "-i {HOST_VETH_PREFIX}+ -p {proto} -m {proto} --dport {} -j RETURN",
+                p.port
+            ));
+        }
+        rules.push(format!("-i {HOST_VETH_PREFIX}+ -j DROP"));
+    }
+    rules
+}
+
 /// Chains that do not depend on the IR's policies: hooks' targets and verdict helpers.
-pub fn fixed_chains(family: Family) -> (Chains, Chains) {
+pub fn fixed_chains(family: Family, host: &HostPolicy) -> (Chains, Chains) {
     let mut filter = Chains::new();
     let established = "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".to_owned();
     filter.insert(
@@ -249,6 +270,7 @@ pub fn fixed_chains(family: Family) -> (Chains, Chains) {
         }
     }
     input.extend([clear_marks(), format!("-j {EGR_DISPATCH}"), clear_marks()]);
+    input.extend(host_rules(host, family));
     filter.insert(INPUT.to_owned(), input);
     filter.insert(
         ALLOW.to_owned(),
@@ -275,30 +297,30 @@ pub fn fixed_chains(family: Family) -> (Chains, Chains) {
 /// The dispatch chains of one family.
 pub fn dispatch_chains(ir: &Ir) -> Chains {
     let mut c = Chains::new();
-    c.insert(
-        ING_DISPATCH.to_owned(),
-        ir.endpoints
-            .keys()
-            .map(|i| {
-                format!(
-                    "-o {i} -g {}",
-                    chain_name(&endpoint_chain(i, Direction::Ingress))
-                )
-            })
-            .collect(),
-    );
-    c.insert(
-        EGR_DISPATCH.to_owned(),
-        ir.endpoints
-            .keys()
-            .map(|i| {
-                format!(
-                    "-i {i} -g {}",
-                    chain_name(&endpoint_chain(i, Direction::Egress))
-                )
-            })
-            .collect(),
-    );
+    let mut ingress: Vec<String> = ir
+        .endpoints
+        .keys()
+        .map(|i| {
+            format!(
+                "-o {i} -g {}",
+                chain_name(&endpoint_chain(i, Direction::Ingress))
+            )
+        })
+        .collect();
+    ingress.push(format!("-o {HOST_VETH_PREFIX}+ -j DROP"));
+    c.insert(ING_DISPATCH.to_owned(), ingress);
+    let mut egress: Vec<String> = ir
+        .endpoints
+        .keys()
+        .map(|i| {
+            format!(
+                "-i {i} -g {}",
+                chain_name(&endpoint_chain(i, Direction::Egress))
+            )
+        })
+        .collect();
+    egress.push(format!("-i {HOST_VETH_PREFIX}+ -j DROP"));
+    c.insert(EGR_DISPATCH.to_owned(), egress);
     c
 }
 
@@ -461,7 +483,7 @@ pub fn render(ir: &Ir) -> IptRuleset {
         rs.ipsets.insert(s.name.clone(), s);
     }
     for family in Family::BOTH {
-        let (mut filter, nat) = fixed_chains(family);
+        let (mut filter, nat) = fixed_chains(family, &ir.host);
         filter.extend(dispatch_chains(ir));
         for key in ir.policies.keys() {
             for dir in Direction::BOTH {

@@ -557,6 +557,15 @@ pub fn encode_rule(w: &mut Writer, rule: &NftRule) {
                     w.u32_be(3, REG_1);
                 });
             }
+            Stmt::IfnamePrefix { iface, prefix } => {
+                let key = match iface {
+                    IfDir::In => META_IIFNAME,
+                    IfDir::Out => META_OIFNAME,
+                };
+                // As nft encodes a wildcard: compare only the prefix's bytes.
+                meta_load(w, key, REG_1);
+                cmp(w, CMP_EQ, prefix.as_bytes());
+            }
             Stmt::Vmap { iface, map } => {
                 let key = match iface {
                     IfDir::In => META_IIFNAME,

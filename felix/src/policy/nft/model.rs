@@ -113,6 +113,11 @@ pub enum Stmt {
         bit: u32,
         on: bool,
     },
+    /// `iifname "tw*"`: the interface name starts with `prefix`.
+    IfnamePrefix {
+        iface: IfDir,
+        prefix: String,
+    },
     /// `iifname vmap @map`
     Vmap {
         iface: IfDir,
@@ -264,6 +269,13 @@ impl fmt::Display for Stmt {
             }
             Stmt::SetMark { bit, on: false } => {
                 write!(f, "meta mark set meta mark & {:#010x}", !bit)
+            }
+            Stmt::IfnamePrefix { iface, prefix } => {
+                let kw = match iface {
+                    IfDir::In => "iifname",
+                    IfDir::Out => "oifname",
+                };
+                write!(f, "{kw} \"{prefix}*\"")
             }
             Stmt::Vmap { iface, map } => {
                 let kw = match iface {

@@ -1,10 +1,16 @@
 //! IR → nftables ruleset. One table `inet twill`:
 //!
 //! ```text
-//! fwd-egress   forward, priority 0: ct established,related accept; iifname vmap @eps-egress
-//! fwd-ingress  forward, priority 1: ct established,related accept; oifname vmap @eps-ingress
+//! host-in      input,   priority -1: ct established,related accept; ICMPv6 ND accept;
+//!                                   from tw*: failsafe ports accept; drop (when the
+//!                                   endpoint-to-host action is Drop)
+//! fwd-egress   forward, priority 0: ct established,related accept; iifname "tw*" jump egr-disp
+//! fwd-ingress  forward, priority 1: ct established,related accept; oifname "tw*" jump ing-disp
 //! in-egress    input,   priority 0: ct established,related accept; ICMPv6 ND accept;
-//!                                   iifname vmap @eps-egress   (pod → host is pod egress)
+//!                                   iifname "tw*" jump egr-disp (pod → host is pod egress)
+//! egr-disp / ing-disp               iifname/oifname vmap @eps-egress/@eps-ingress (goto
+//!                                   the endpoint's chain); drop: a `tw*` interface felix
+//!                                   knows no endpoint of is shut, both ways
 //! nat-post     nat postrouting 100: saddr @natpoolsN daddr != @poolsN masquerade
 //! egr-IFACE / ing-IFACE             one per local endpoint and direction: ct invalid drop,
 //!                                   jump to each global policy (Pass → goto egrk-/ingk-),
@@ -16,8 +22,9 @@
 //!
 //! Accepting in one base chain does not skip the other, so pod-to-pod traffic on one node
 //! passes the source's egress (fwd-egress) and then the destination's ingress
-//! (fwd-ingress). Host-originated traffic (kubelet probes) goes through `output`, which
-//! the table does not filter.
+//! (fwd-ingress), and pod-to-host traffic passes both host-in and the pod's egress
+//! policy. Host-originated traffic (kubelet probes) goes through `output`, which the table
+//! does not filter; its replies are established.
 
 use std::net::IpAddr;
 
@@ -27,14 +34,19 @@ use super::model::{
     BaseChain, CT_ESTABLISHED, CT_INVALID, CT_RELATED, Dir, Elem, Hook, IfDir, NftChain, NftRule,
     NftSet, Ruleset, SetType, Stmt, Verdict,
 };
+use crate::dataplane::names::HOST_VETH_PREFIX;
 use crate::policy::ir::{
-    Direction, Element, Family, Ir, IrEndpoint, IrRule, IrSet, RuleAction, SetDef, Side,
+    Direction, Element, EndpointToHostAction, Family, HostPolicy, Ir, IrEndpoint, IrRule, IrSet,
+    PortRange, RuleAction, SetDef, Side,
 };
 use crate::policy::names::{PASS_MARK, endpoint_chain, endpoint_pass_chain, policy_chain};
 
 pub const CHAIN_FWD_EGRESS: &str = "fwd-egress";
 pub const CHAIN_FWD_INGRESS: &str = "fwd-ingress";
 pub const CHAIN_IN_EGRESS: &str = "in-egress";
+pub const CHAIN_HOST_IN: &str = "host-in";
+pub const CHAIN_EGRESS_DISPATCH: &str = "egr-disp";
+pub const CHAIN_INGRESS_DISPATCH: &str = "ing-disp";
 pub const CHAIN_NAT: &str = "nat-post";
 pub const MAP_INGRESS: &str = "eps-ingress";
 pub const MAP_EGRESS: &str = "eps-egress";
@@ -53,7 +65,7 @@ pub fn render(ir: &Ir) -> Ruleset {
     for (name, set) in &ir.sets {
         rs.sets.insert(name.clone(), render_set(name, set));
     }
-    for chain in base_chains() {
+    for chain in base_chains(&ir.host) {
         rs.chains.insert(chain.name.clone(), chain);
     }
     for key in ir.policies.keys() {
@@ -112,9 +124,11 @@ pub fn fixed_sets(ir: &Ir) -> Vec<NftSet> {
     out
 }
 
-/// The verdict-map element sending an interface to its endpoint chain.
+/// The verdict-map element sending an interface to its endpoint chain (a goto from the
+/// dispatch chain, so that the endpoint chain's end returns to the base chain and only
+/// unknown interfaces reach the dispatch chain's drop).
 pub fn vmap_elem(iface: &str, dir: Direction) -> Elem {
-    Elem::Iface(iface.to_owned(), Verdict::Jump(endpoint_chain(iface, dir)))
+    Elem::Iface(iface.to_owned(), Verdict::Goto(endpoint_chain(iface, dir)))
 }
 
 /// One IR set as an nftables set.
@@ -212,34 +226,109 @@ fn rule(stmts: Vec<Stmt>) -> NftRule {
     NftRule(stmts)
 }
 
-/// The four base chains.
-pub fn base_chains() -> Vec<NftChain> {
-    let established = || {
+fn workload_iface(iface: IfDir) -> Stmt {
+    Stmt::IfnamePrefix {
+        iface,
+        prefix: HOST_VETH_PREFIX.to_owned(),
+    }
+}
+
+fn established() -> NftRule {
+    rule(vec![
+        Stmt::CtState(CT_ESTABLISHED | CT_RELATED),
+        Stmt::Verdict(Verdict::Accept),
+    ])
+}
+
+/// Neighbour discovery between a pod and its host must work whatever the policy.
+fn neighbour_discovery() -> Vec<NftRule> {
+    [133u8, 135, 136]
+        .into_iter()
+        .map(|nd| {
+            rule(vec![
+                Stmt::L4Proto {
+                    proto: 58,
+                    negate: false,
+                },
+                Stmt::Icmp {
+                    v6: true,
+                    icmp_type: nd,
+                    code: None,
+                },
+                Stmt::Verdict(Verdict::Accept),
+            ])
+        })
+        .collect()
+}
+
+/// The host-facing chain's rules (`host-in`).
+pub fn host_rules(host: &HostPolicy) -> Vec<NftRule> {
+    let mut rules = vec![established()];
+    rules.extend(neighbour_discovery());
+    if host.endpoint_to_host == EndpointToHostAction::Drop {
+        for p in host.effective_failsafe() {
+            rules.push(rule(vec![
+                workload_iface(IfDir::In),
+                Stmt::L4Proto {
+                    proto: p.protocol,
+                    negate: false,
+                },
+                Stmt::Port {
+                    dir: Dir::Dst,
+                    range: PortRange {
+                        first: p.port,
+                        last: p.port,
+                    },
+                    negate: false,
+                },
+                Stmt::Verdict(Verdict::Accept),
+            ]));
+        }
+        rules.push(rule(vec![
+            workload_iface(IfDir::In),
+            Stmt::Verdict(Verdict::Drop),
+        ]));
+    }
+    rules
+}
+
+fn dispatch_chain(name: &str, iface: IfDir, map: &str) -> NftChain {
+    NftChain {
+        name: name.to_owned(),
+        base: None,
+        rules: vec![
+            rule(vec![Stmt::Vmap {
+                iface,
+                map: map.to_owned(),
+            }]),
+            rule(vec![Stmt::Verdict(Verdict::Drop)]),
+        ],
+    }
+}
+
+fn filter_chain(name: &str, hook: Hook, priority: i32, rules: Vec<NftRule>) -> NftChain {
+    NftChain {
+        name: name.to_owned(),
+        base: Some(BaseChain {
+            hook,
+            priority,
+            nat: false,
+        }),
+        rules,
+    }
+}
+
+/// The base chains and the two dispatch chains.
+pub fn base_chains(host: &HostPolicy) -> Vec<NftChain> {
+    let to_dispatch = |iface: IfDir, chain: &str| {
         rule(vec![
-            Stmt::CtState(CT_ESTABLISHED | CT_RELATED),
-            Stmt::Verdict(Verdict::Accept),
+            workload_iface(iface),
+            Stmt::Verdict(Verdict::Jump(chain.to_owned())),
         ])
     };
     let mut input = vec![established()];
-    // Neighbour discovery between a pod and its host must work whatever the policy.
-    for nd in [133u8, 135, 136] {
-        input.push(rule(vec![
-            Stmt::L4Proto {
-                proto: 58,
-                negate: false,
-            },
-            Stmt::Icmp {
-                v6: true,
-                icmp_type: nd,
-                code: None,
-            },
-            Stmt::Verdict(Verdict::Accept),
-        ]));
-    }
-    input.push(rule(vec![Stmt::Vmap {
-        iface: IfDir::In,
-        map: MAP_EGRESS.to_owned(),
-    }]));
+    input.extend(neighbour_discovery());
+    input.push(to_dispatch(IfDir::In, CHAIN_EGRESS_DISPATCH));
     let mut nat = Vec::new();
     for family in Family::BOTH {
         nat.push(rule(vec![
@@ -259,45 +348,25 @@ pub fn base_chains() -> Vec<NftChain> {
         ]));
     }
     vec![
-        NftChain {
-            name: CHAIN_FWD_EGRESS.to_owned(),
-            base: Some(BaseChain {
-                hook: Hook::Forward,
-                priority: 0,
-                nat: false,
-            }),
-            rules: vec![
+        filter_chain(CHAIN_HOST_IN, Hook::Input, -1, host_rules(host)),
+        filter_chain(
+            CHAIN_FWD_EGRESS,
+            Hook::Forward,
+            0,
+            vec![established(), to_dispatch(IfDir::In, CHAIN_EGRESS_DISPATCH)],
+        ),
+        filter_chain(
+            CHAIN_FWD_INGRESS,
+            Hook::Forward,
+            1,
+            vec![
                 established(),
-                rule(vec![Stmt::Vmap {
-                    iface: IfDir::In,
-                    map: MAP_EGRESS.to_owned(),
-                }]),
+                to_dispatch(IfDir::Out, CHAIN_INGRESS_DISPATCH),
             ],
-        },
-        NftChain {
-            name: CHAIN_FWD_INGRESS.to_owned(),
-            base: Some(BaseChain {
-                hook: Hook::Forward,
-                priority: 1,
-                nat: false,
-            }),
-            rules: vec![
-                established(),
-                rule(vec![Stmt::Vmap {
-                    iface: IfDir::Out,
-                    map: MAP_INGRESS.to_owned(),
-                }]),
-            ],
-        },
-        NftChain {
-            name: CHAIN_IN_EGRESS.to_owned(),
-            base: Some(BaseChain {
-                hook: Hook::Input,
-                priority: 0,
-                nat: false,
-            }),
-            rules: input,
-        },
+        ),
+        filter_chain(CHAIN_IN_EGRESS, Hook::Input, 0, input),
+        dispatch_chain(CHAIN_EGRESS_DISPATCH, IfDir::In, MAP_EGRESS),
+        dispatch_chain(CHAIN_INGRESS_DISPATCH, IfDir::Out, MAP_INGRESS),
         NftChain {
             name: CHAIN_NAT.to_owned(),
             base: Some(BaseChain {
