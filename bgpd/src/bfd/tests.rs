@@ -359,3 +359,38 @@ fn transmit_jitter_stays_within_75_to_100_percent() {
     }
     assert!(gaps.iter().any(|g| *g != gaps[0]), "jittered, not constant");
 }
+
+#[test]
+fn peer_admin_down_takes_the_session_down_and_says_so_in_the_remote_state() {
+    let t0 = Instant::now();
+    let mut a = Session::new(cfg(100), 1);
+    let mut b = Session::new(cfg(100), 2);
+    a.start(t0);
+    b.start(t0);
+    run_pair(&mut a, &mut b, t0, t0 + Duration::from_secs(3));
+    let bye = b.admin_down();
+    let out = a.on_packet(&bye, t0 + Duration::from_secs(3)).unwrap();
+    assert_eq!(
+        changes(&out),
+        vec![(State::Up, State::Down, Diag::NeighborSignaledSessionDown)]
+    );
+    // The speaker keeps BGP up for a deliberate AdminDown (RFC 5882 §3.2): it needs to see it.
+    assert_eq!(a.status().remote_state, State::AdminDown);
+    // And stays Down: AdminDown packets do not restart the handshake.
+    let out = a.on_packet(&bye, t0 + Duration::from_secs(4)).unwrap();
+    assert!(changes(&out).is_empty());
+    assert_eq!(a.state(), State::Down);
+}
+
+#[test]
+fn new_timers_while_down_apply_at_once_without_a_poll() {
+    let t0 = Instant::now();
+    let mut a = Session::new(cfg(100), 1);
+    a.start(t0);
+    let out = a.set_config(cfg(50), t0);
+    assert!(sent(&out).is_empty(), "{out:?}");
+    assert!(!a.polling());
+    let p = sent(&a.on_timer(t0));
+    assert_eq!(p[0].required_min_rx, 50_000);
+    assert_eq!(p[0].desired_min_tx, 1_000_000, "still slow start");
+}

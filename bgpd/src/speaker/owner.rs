@@ -418,9 +418,7 @@ impl Owner {
                 restarting: self.kernel_existing.is_some(),
                 forwarding_preserved: self.kernel.is_some(),
             },
-            // Held by BFD: a passive FSM opens no connection, and the owner refuses the
-            // peer's.
-            passive: cfg.passive || self.bfd_held.contains(&cfg.address),
+            passive: cfg.passive,
             connect_retry: Duration::from_secs(u64::from(cfg.connect_retry.unwrap_or(5).max(1))),
             max_retry: Duration::from_secs(60),
         };
@@ -432,7 +430,9 @@ impl Owner {
             fsm,
             session::connect_params(&cfg),
             self.ev_tx.clone(),
-            cfg.held.is_none(),
+            // Held by its configuration or by BFD: the session is not started (the owner
+            // also refuses the peer's connections) until the peer is re-added.
+            cfg.held.is_none() && !self.bfd_held.contains(&cfg.address),
         );
         let peer = Peer {
             import: self.resolve(&cfg.import),
