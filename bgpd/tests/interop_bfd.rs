@@ -98,11 +98,13 @@ fn bird_bfd_comes_up_and_a_hung_peer_takes_bgp_down_within_the_detection_time() 
     nix::sys::signal::kill(bird_pid, Signal::SIGSTOP).unwrap();
     let mut bgp_down = None;
     let mut route_gone = None;
-    while killed.elapsed() < Duration::from_secs(10) && route_gone.is_none() {
+    // Until both are seen: the session can drop between one check and the next.
+    while killed.elapsed() < Duration::from_secs(10) && (bgp_down.is_none() || route_gone.is_none())
+    {
         if bgp_down.is_none() && !twill.established("192.0.2.2") {
             bgp_down = Some(killed.elapsed());
         }
-        if !twill_routes(&t).contains("10.244.2.0/26") {
+        if route_gone.is_none() && !twill_routes(&t).contains("10.244.2.0/26") {
             route_gone = Some(killed.elapsed());
         }
         std::thread::sleep(Duration::from_millis(5));

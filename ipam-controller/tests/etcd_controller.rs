@@ -412,8 +412,9 @@ async fn a_frozen_leader_is_replaced_and_steps_down_without_acting_when_it_wakes
     );
     assert!(b.is_running(), "{}", b.log_tail(10));
     // b goes away: a, campaigning since, leads again and acts.
-    b.stop().unwrap();
+    // Measured before the stop: b resigns on SIGTERM and a may lead before stop returns.
     let relead = a.log().len();
+    b.stop().unwrap();
     tokio::task::block_in_place(|| {
         wait_until(
             "replica a to lead again",

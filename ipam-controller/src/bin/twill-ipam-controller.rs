@@ -129,7 +129,7 @@ async fn run(args: Args) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.metrics_listen)
             .await
             .with_context(|| format!("listening on {}", args.metrics_listen))?;
-        tracing::info!(addr = %listener.local_addr()?, "serving /livez, /readyz, /metrics");
+        tracing::info!(addr = %listener.local_addr()?, "serving metrics and health on /metrics, /livez, /readyz");
         Some(telemetry::serve(listener, health.clone()))
     };
     let (ds, election) = connect(&args.ds, Duration::from_secs(10))

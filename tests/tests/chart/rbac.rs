@@ -110,7 +110,8 @@ fn ipam_controller_cluster_role_lists_exactly_what_the_controller_needs() {
     let want = expect(&[
         ("", &["pods"], &["list"]),
         ("", &["nodes"], &["list", "watch"]),
-        (GROUP, &["ippools"], &["list", "watch"]),
+        // get and update: the controller holds a finalizer on pools in use.
+        (GROUP, &["ippools"], &["get", "list", "watch", "update"]),
         (GROUP, &["ippools/status"], &["update"]),
         (GROUP, &["ipamconfigs"], &["get"]),
         (GROUP, &["ipreservations"], &["list"]),
