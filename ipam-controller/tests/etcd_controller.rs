@@ -206,13 +206,15 @@ fn controller(etcd: &twill_harness::etcd::EtcdServer, id: &str) -> ChildGuard {
 }
 
 fn wait_log(child: &ChildGuard, what: &str, needle: &str) {
+    wait_log_since(child, what, 0, needle, Duration::from_secs(60));
+}
+
+/// Waits until `needle` appears in `child`'s log after byte `from`.
+fn wait_log_since(child: &ChildGuard, what: &str, from: usize, needle: &str, limit: Duration) {
     tokio::task::block_in_place(|| {
-        wait_until(
-            what,
-            Duration::from_secs(60),
-            Duration::from_millis(50),
-            || child.log().contains(needle),
-        )
+        wait_until(what, limit, Duration::from_millis(50), || {
+            child.log()[from..].contains(needle)
+        })
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", child.log_tail(20)));
 }
@@ -385,15 +387,13 @@ async fn a_frozen_leader_is_replaced_and_steps_down_without_acting_when_it_wakes
     // Thawed, the old leader finds its deadline passed, steps down without a pass and
     // campaigns again: a standby, still running.
     a.signal(Signal::SIGCONT).unwrap();
-    tokio::task::block_in_place(|| {
-        wait_until(
-            "replica a to campaign again",
-            Duration::from_secs(30),
-            Duration::from_millis(50),
-            || a.log()[frozen_at..].contains("campaigning"),
-        )
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", a.log_tail(20)));
+    wait_log_since(
+        &a,
+        "replica a to campaign again",
+        frozen_at,
+        "campaigning",
+        Duration::from_secs(30),
+    );
     let log = a.log();
     let after = &log[frozen_at..];
     assert!(after.contains("lost the leader lease"), "{after}");
@@ -415,15 +415,13 @@ async fn a_frozen_leader_is_replaced_and_steps_down_without_acting_when_it_wakes
     // Measured before the stop: b resigns on SIGTERM and a may lead before stop returns.
     let relead = a.log().len();
     b.stop().unwrap();
-    tokio::task::block_in_place(|| {
-        wait_until(
-            "replica a to lead again",
-            Duration::from_secs(60),
-            Duration::from_millis(50),
-            || a.log()[relead..].contains("leading"),
-        )
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", a.log_tail(20)));
+    wait_log_since(
+        &a,
+        "replica a to lead again",
+        relead,
+        "leading",
+        Duration::from_secs(60),
+    );
     common::node(&ds, "n5").await;
     wait_blocks(&ds, "n5", 1).await;
     a.stop().unwrap();
@@ -455,15 +453,13 @@ async fn a_datastore_freeze_makes_the_leader_step_down_and_lead_again_not_exit()
 
     // Thawed: the same process campaigns, leads again and acts.
     let thawed_at = a.log().len();
-    tokio::task::block_in_place(|| {
-        wait_until(
-            "replica a to lead again",
-            Duration::from_secs(60),
-            Duration::from_millis(50),
-            || a.log()[thawed_at..].contains("leading"),
-        )
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", a.log_tail(20)));
+    wait_log_since(
+        &a,
+        "replica a to lead again",
+        thawed_at,
+        "leading",
+        Duration::from_secs(60),
+    );
     assert!(a.is_running(), "{}", a.log_tail(20));
     common::node(&ds, "n2").await;
     wait_blocks(&ds, "n2", 1).await;
