@@ -228,3 +228,35 @@ async fn without_bfd_a_dead_uplink_leaves_the_routes_to_the_hold_timer() {
     eprintln!("without BFD: {block} still routed everywhere 3 s after the link died");
     link(&st, true);
 }
+
+/// The contrast in full (minutes, so not in the normal run): without BFD, how long the
+/// ToR and the other nodes keep a dead node's routes: the ToR until its hold timer
+/// (90 s after the last keepalive), the other nodes until the hold timer and then the
+/// graceful-restart time (120 s) they keep a silent peer's routes as stale. `cargo test -p twill-tests --test
+/// lab_bfd -- --ignored --nocapture` prints the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waits for the hold timer and the graceful-restart time"]
+async fn without_bfd_the_hold_timer_decides_measured() {
+    let g = lab("bfdhold", false).await;
+    let st = g.state();
+    let block = block_of(&g, &st.nodes[1].name.clone()).await;
+    wait_all_routed(&st, &block, Duration::from_secs(30));
+    link(&st, false);
+    let start = Instant::now();
+    let watchers = observers(&st);
+    let mut gone: Vec<(String, Duration)> = Vec::new();
+    while gone.len() < watchers.len() && start.elapsed() < Duration::from_secs(300) {
+        for (who, ns) in &watchers {
+            if !gone.iter().any(|(w, _)| w == who) && !routed(ns, &block).unwrap() {
+                gone.push((who.clone(), start.elapsed()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("without BFD: {block} withdrawn after {gone:?}");
+    assert_eq!(gone.len(), watchers.len(), "{gone:?}");
+    for (who, after) in &gone {
+        assert!(*after > Duration::from_secs(30), "{who}: {after:?}");
+    }
+    link(&st, true);
+}
