@@ -73,6 +73,23 @@ fn link(st: &State, up: bool) {
     }
 }
 
+/// Waits until every session of node 1 has BFD Up.
+async fn lab_wait_bfd_up(st: &State) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ps = peers(&st.nodes[0].socket).await;
+        if ps.len() == 3
+            && ps.iter().all(|p| {
+                p.state == "Established" && p.bfd.as_ref().is_some_and(|b| b.state == "Up")
+            })
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "BFD not Up on node1: {ps:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn lab(prefix: &str, bfd: bool) -> LabGuard {
     let mut spec = LabSpec::new(&unique_name(prefix), 3).unwrap();
     spec.tor = TorKind::Bird;
@@ -81,9 +98,71 @@ async fn lab(prefix: &str, bfd: bool) -> LabGuard {
     LabGuard::up_with(spec).await
 }
 
+/// The ToR's own view: its BFD sessions that are Up.
+fn tor_bfd_up(st: &State, tor: TorKind) -> (usize, String) {
+    let dir = twillctl::lab::state::lab_dir(&st.name).join("tor");
+    match tor {
+        TorKind::Bird => {
+            let sock = dir.join("bird.ctl");
+            let out = sys::run(
+                "birdc",
+                &["-s", &sock.to_string_lossy(), "show", "bfd", "sessions"],
+            )
+            .unwrap();
+            (out.matches(" Up ").count(), out)
+        }
+        _ => {
+            let out = sys::run(
+                "vtysh",
+                &[
+                    "--vty_socket",
+                    &dir.to_string_lossy(),
+                    "-c",
+                    "show bfd peers",
+                ],
+            )
+            .unwrap();
+            (out.matches("Status: up").count(), out)
+        }
+    }
+}
+
+/// Stops (SIGSTOP) or resumes the ToR's routing daemons: a ToR that falls silent.
+fn freeze_tor(st: &State, frozen: bool) {
+    use nix::sys::signal::{Signal, kill};
+    let signal = if frozen {
+        Signal::SIGSTOP
+    } else {
+        Signal::SIGCONT
+    };
+    let daemons = ["bird", "zebra", "frr-bgpd", "frr-bfdd"];
+    let procs: Vec<_> = st
+        .processes
+        .iter()
+        .filter(|p| daemons.contains(&p.name.as_str()))
+        .collect();
+    assert!(!procs.is_empty(), "no ToR daemon in {:?}", st.processes);
+    for p in procs {
+        kill(nix::unistd::Pid::from_raw(p.pid), signal).unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_bfd_a_dead_uplink_withdraws_the_nodes_routes_everywhere_within_1s() {
-    let g = lab("bfdon", true).await;
+    failover("bfdbird", TorKind::Bird).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_bfd_and_an_frr_tor_a_dead_uplink_withdraws_within_1s() {
+    failover("bfdfrr", TorKind::Frr).await;
+}
+
+async fn failover(prefix: &str, tor: TorKind) {
+    let mut spec = LabSpec::new(&unique_name(prefix), 3).unwrap();
+    spec.tor = tor;
+    spec.pods_per_node = 1;
+    spec.bfd = true;
+    let g = LabGuard::up_with(spec).await;
     let st = g.state();
     let node2 = st.nodes[1].name.clone();
     let block = block_of(&g, &node2).await;
@@ -107,20 +186,14 @@ async fn with_bfd_a_dead_uplink_withdraws_the_nodes_routes_everywhere_within_1s(
         assert!(Instant::now() < deadline, "BFD not Up on node1: {ps:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let bird = sys::run(
-        "birdc",
-        &[
-            "-s",
-            &twillctl::lab::state::lab_dir(&st.name)
-                .join("tor/bird.ctl")
-                .to_string_lossy(),
-            "show",
-            "bfd",
-            "sessions",
-        ],
-    )
-    .unwrap();
-    assert_eq!(bird.matches(" Up ").count(), 3, "{bird}");
+    eventually(
+        "the ToR's three BFD sessions Up",
+        Duration::from_secs(20),
+        || match tor_bfd_up(&st, tor) {
+            (3, _) => Ok(()),
+            (_, out) => Err(out),
+        },
+    );
 
     // node 2's uplink dies.
     link(&st, false);
@@ -156,6 +229,30 @@ async fn with_bfd_a_dead_uplink_withdraws_the_nodes_routes_everywhere_within_1s(
         "link up: {block} back everywhere after {:?}",
         back.elapsed()
     );
+
+    // The ToR falls silent: node 1 takes its session down within 1 s.
+    lab_wait_bfd_up(&st).await;
+    freeze_tor(&st, true);
+    let frozen = Instant::now();
+    let seen = loop {
+        let ps = peers(&st.nodes[0].socket).await;
+        let tor_peer = ps.iter().find(|p| p.address == st.tor_address).unwrap();
+        if tor_peer.state != "Established" {
+            break frozen.elapsed();
+        }
+        if frozen.elapsed() > Duration::from_secs(5) {
+            freeze_tor(&st, false);
+            panic!("the ToR's session outlived its silence: {tor_peer:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    freeze_tor(&st, false);
+    eprintln!("ToR frozen: node1's session down after {seen:?}");
+    assert!(
+        seen < Duration::from_secs(1),
+        "ToR silence seen after {seen:?}"
+    );
+    g.lab.wait_bgp(Duration::from_secs(60)).await.unwrap();
 
     // Editing the profile applies live: the negotiated interval follows.
     let ds = g.lab.datastore().await.unwrap();
