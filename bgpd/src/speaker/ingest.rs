@@ -44,6 +44,7 @@ impl Owner {
         if let Some(f) = end_of_rib(&u) {
             live.eor_pending.remove(&f);
             let complete = live.eor_pending.is_empty();
+            tracing::info!(peer = %addr, family = ?f, complete, "End-of-RIB received");
             if complete && peer.stale_until.is_some() {
                 self.sweep_stale(addr);
             }
