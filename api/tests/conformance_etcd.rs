@@ -66,6 +66,12 @@ async fn etcd_invalid_objects_are_never_stored() {
 }
 
 #[tokio::test]
+async fn etcd_bfd_profiles_round_trip_and_are_validated() {
+    let etcd = EtcdServer::start().unwrap();
+    suite::bfd_profiles_round_trip_and_are_validated(&datastore(&etcd).await).await;
+}
+
+#[tokio::test]
 async fn etcd_namespaces_get_the_name_label_and_live_under_their_key() {
     let etcd = EtcdServer::start().unwrap();
     let ns = suite::namespaces_round_trip(&datastore(&etcd).await).await;

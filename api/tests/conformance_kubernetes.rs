@@ -88,6 +88,13 @@ async fn kubernetes_watch_relists_on_410() {
 }
 
 #[tokio::test]
+async fn kubernetes_bfd_profiles_round_trip_and_are_validated() {
+    let (ds, server) = datastore();
+    suite::bfd_profiles_round_trip_and_are_validated(&ds).await;
+    no_violations(&server).await;
+}
+
+#[tokio::test]
 async fn kubernetes_invalid_objects_are_never_sent() {
     let (ds, server) = datastore();
     suite::invalid_objects_are_never_stored(&ds).await;

@@ -60,7 +60,7 @@ fn assert_contains(actual: &Value, expected: &Value, path: &str) {
 fn apply_round_trips_every_kind_then_delete_removes() {
     let etcd = EtcdServer::start().unwrap();
     let out = ok(twillctl(&etcd, &["apply", "-f", EVERY_KIND]));
-    assert!(out.contains("Successfully applied 18 resource(s)"), "{out}");
+    assert!(out.contains("Successfully applied 19 resource(s)"), "{out}");
 
     let text = std::fs::read_to_string(EVERY_KIND).unwrap();
     for doc in serde_yaml::Deserializer::from_str(&text) {
@@ -139,6 +139,20 @@ fn apply_round_trips_every_kind_then_delete_removes() {
         .map(|p| p["metadata"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["pool-v4"]);
+
+    let profiles = ok(twillctl(&etcd, &["get", "bfdprofiles"]));
+    let header = profiles.lines().next().unwrap();
+    assert!(
+        header.contains("RX") && header.contains("MULTIPLIER"),
+        "{profiles}"
+    );
+    assert!(
+        profiles.contains("fast") && profiles.contains("100"),
+        "{profiles}"
+    );
+    ok(twillctl(&etcd, &["delete", "bfd", "fast"]));
+    let profiles = get_json(&etcd, &["get", "bfdprofiles"]);
+    assert_eq!(profiles["items"].as_array().unwrap().len(), 0, "{profiles}");
 
     ok(twillctl(
         &etcd,

@@ -51,6 +51,7 @@ fn every_twill_kind_has_a_structural_crd_in_the_twill_group() {
         "BGPConfiguration",
         "BGPPeer",
         "BGPFilter",
+        "BFDProfile",
         "Node",
         "WorkloadEndpoint",
         "GlobalNetworkPolicy",

@@ -58,6 +58,7 @@ const CRDS: &[(&str, &str, bool)] = &[
     ("BGPConfiguration", "bgpconfigurations", false),
     ("BGPPeer", "bgppeers", false),
     ("BGPFilter", "bgpfilters", false),
+    ("BFDProfile", "bfdprofiles", false),
     ("Node", "nodes", false),
     ("WorkloadEndpoint", "workloadendpoints", true),
     ("GlobalNetworkPolicy", "globalnetworkpolicies", false),

@@ -1,6 +1,6 @@
 //! BGP kinds: `BGPConfiguration` (cluster defaults, one named `default`, optionally one per
 //! node as `node.<name>`), `BGPPeer` (who a node peers with) and `BGPFilter` (import and
-//! export rules). Calico v3 field names.
+//! export rules). Calico v3 field names. `BFDProfile` lives in [`super::bfd`].
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -60,6 +60,13 @@ pub struct BGPConfigurationSpec {
     /// Communities attached to advertised prefixes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefix_advertisements: Vec<PrefixAdvertisement>,
+    /// The `BFDProfile` of the node-to-node mesh sessions (no BFD when unset).
+    #[serde(
+        default,
+        rename = "nodeMeshBFDProfile",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub node_mesh_bfd_profile: Option<String>,
 }
 
 /// A service range (`cidr`).
@@ -141,6 +148,14 @@ pub struct BGPPeerSpec {
     /// The peer is a route-reflector client of the selected nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_reflector_client: Option<bool>,
+    /// The `BFDProfile` of this peering (no BFD when unset). A name that does not
+    /// resolve holds the peering until it does.
+    #[serde(
+        default,
+        rename = "bfdProfile",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bfd_profile: Option<String>,
 }
 
 /// Where a password comes from: inline (`value`, etcd mode and the lab) or a Secret key.

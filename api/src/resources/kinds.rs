@@ -16,8 +16,9 @@ use serde_json::Value;
 use super::native::{KubeNode, Namespace, NetworkPolicy, Pod};
 use super::unknown::{UnknownFieldCounter, decode_noting_unknown};
 use super::{
-    BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity, FelixConfiguration, GlobalNetworkPolicy,
-    IPAMBlock, IPAMConfig, IPAMHandle, IPPool, IPReservation, Node, WorkloadEndpoint,
+    BFDProfile, BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity, FelixConfiguration,
+    GlobalNetworkPolicy, IPAMBlock, IPAMConfig, IPAMHandle, IPPool, IPReservation, Node,
+    WorkloadEndpoint,
 };
 use crate::validate::{Validate, ValidationError};
 
@@ -188,6 +189,8 @@ kinds! {
         aliases: ["bgppeer", "peer", "peers", "bgpp"], namespaced: false, crd: Some(BGPPeer::crd) },
     BGPFILTER: BGPFilter = { kind: "BGPFilter", api_version: TW, group: "networking.twill.dev", plural: "bgpfilters",
         aliases: ["bgpfilter", "filter", "filters"], namespaced: false, crd: Some(BGPFilter::crd) },
+    BFDPROFILE: BFDProfile = { kind: "BFDProfile", api_version: TW, group: "networking.twill.dev", plural: "bfdprofiles",
+        aliases: ["bfdprofile", "bfd"], namespaced: false, crd: Some(BFDProfile::crd) },
     NODE: Node = { kind: "Node", api_version: TW, group: "networking.twill.dev", plural: "nodes",
         aliases: ["node", "no", "twnode", "twnodes"], namespaced: false, crd: Some(Node::crd) },
     WORKLOADENDPOINT: WorkloadEndpoint = { kind: "WorkloadEndpoint", api_version: TW, group: "networking.twill.dev",

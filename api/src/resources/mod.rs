@@ -5,6 +5,8 @@
 // kube's `printcolumn(name = .., type_ = ..)` attributes repeat keys, which clippy's
 // `duplicated_attributes` mistakes for duplicates.
 #[allow(clippy::duplicated_attributes)]
+pub mod bfd;
+#[allow(clippy::duplicated_attributes)]
 pub mod bgp;
 pub mod common;
 #[allow(clippy::duplicated_attributes)]
@@ -22,6 +24,7 @@ pub mod unknown;
 #[allow(clippy::duplicated_attributes)]
 pub mod workload;
 
+pub use bfd::{BFDProfile, BFDProfileSpec};
 pub use bgp::{
     BGPConfiguration, BGPConfigurationSpec, BGPFilter, BGPFilterRule, BGPFilterSpec, BGPPeer,
     BGPPeerSpec,

@@ -1,6 +1,7 @@
 //! BGP rules: AS numbers 1-4294967295, a valid `peerIP`, at most one of `node` and
 //! `nodeSelector`, selectors that parse, filter rules with known actions and operators.
 
+use super::bfd::check_profile_ref;
 use super::meta::check_name;
 use super::net::{parse_cidr_masked, parse_ip_maybe_prefix, parse_peer_ip};
 use super::{Validate, ValidationError};
@@ -71,6 +72,7 @@ impl Validate for BGPPeer {
                 format!("{source:?} must be UseNodeIP or None"),
             ));
         }
+        check_profile_ref("spec.bfdProfile", spec.bfd_profile.as_deref())?;
         Ok(())
     }
 }
@@ -82,6 +84,10 @@ impl Validate for BGPConfiguration {
         if self.spec.listen_port == Some(0) {
             return Err(ValidationError::new("spec.listenPort", "must be 1-65535"));
         }
+        check_profile_ref(
+            "spec.nodeMeshBFDProfile",
+            self.spec.node_mesh_bfd_profile.as_deref(),
+        )?;
         // Accepted and ignored would be worse than refused: nothing announces them yet.
         for (field, set) in [
             (
@@ -306,6 +312,29 @@ mod tests {
         .validate()
         .unwrap_err();
         assert_eq!(err.field, "spec.nodeSelector");
+    }
+
+    #[test]
+    fn bfd_profile_references_must_be_names() {
+        let err = peer(BGPPeerSpec {
+            peer_ip: Some("192.0.2.1".into()),
+            as_number: Some(AsNumber(65000)),
+            bfd_profile: Some("Fast_100".into()),
+            ..Default::default()
+        })
+        .validate()
+        .unwrap_err();
+        assert_eq!(err.field, "spec.bfdProfile");
+        let err = BGPConfiguration::new(
+            "default",
+            crate::resources::BGPConfigurationSpec {
+                node_mesh_bfd_profile: Some(String::new()),
+                ..Default::default()
+            },
+        )
+        .validate()
+        .unwrap_err();
+        assert_eq!(err.field, "spec.nodeMeshBFDProfile");
     }
 
     #[test]

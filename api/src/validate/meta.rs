@@ -10,6 +10,17 @@ pub(super) fn check_name(meta: &ObjectMeta) -> Result<(), ValidationError> {
     let Some(name) = meta.name.as_deref() else {
         return Err(ValidationError::new("metadata.name", "is required"));
     };
+    check_object_name("metadata.name", name)?;
+    if let Some(labels) = &meta.labels {
+        for (key, value) in labels {
+            check_label(key, value)?;
+        }
+    }
+    Ok(())
+}
+
+/// `name` (at `field`, e.g. a reference to another object) is a valid object name.
+pub(super) fn check_object_name(field: &str, name: &str) -> Result<(), ValidationError> {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
     let ends_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if name.is_empty()
@@ -19,17 +30,12 @@ pub(super) fn check_name(meta: &ObjectMeta) -> Result<(), ValidationError> {
         || !ends_ok(name.chars().last())
     {
         return Err(ValidationError::new(
-            "metadata.name",
+            field,
             format!(
                 "{name:?} is not a valid name (lowercase letters, digits, '-' and '.', \
                  starting and ending with a letter or digit, at most 253 characters)"
             ),
         ));
-    }
-    if let Some(labels) = &meta.labels {
-        for (key, value) in labels {
-            check_label(key, value)?;
-        }
     }
     Ok(())
 }

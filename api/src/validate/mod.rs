@@ -4,6 +4,7 @@
 //! Only rules that look at one object live here; the rule that needs other objects (pools
 //! may not overlap each other) is enforced by the datastore's write path.
 
+mod bfd;
 mod bgp;
 pub mod felix;
 mod ippool;

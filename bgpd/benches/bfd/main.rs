@@ -4,6 +4,9 @@
 //!   peer that announces 10.244.2.0/26; the peer is frozen (SIGSTOP: no FIN, no AdminDown)
 //!   and we time until the detector's kernel no longer routes 10.244.2.0/26 (polled every
 //!   5 ms). BGP's hold time is 90 s, so only BFD can explain a sub-second withdrawal.
+//! - **ToR detection**: the other way round, as a rack sees a dead node: BIRD (the ToR)
+//!   has BGP + BFD at 100 ms × 3 with a node (twill-bgpd, or BIRD) that announces
+//!   10.244.2.0/26; the node is frozen and we time until the ToR's kernel drops the route.
 //! - **cpu**: one speaker with 100 BFD sessions at 100 ms × 3 (BGP passive, never
 //!   connected) to a BIRD holding the other ends; CPU seconds (user + system) the speaker
 //!   uses over a window once all 100 are Up.
@@ -177,6 +180,79 @@ fn detection(kind: Kind) -> f64 {
     secs
 }
 
+/// Seconds from freezing the node (twill-bgpd or BIRD) until the BIRD ToR's kernel
+/// dropped the node's route.
+fn tor_detection(node: Kind) -> f64 {
+    let d = Netns::new("twbfdt").unwrap();
+    let h = Netns::new("twbfdn").unwrap();
+    d.veth(&["192.0.2.1/24"], &h, &["192.0.2.2/24"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_tor, tsock) = bird(
+        &d,
+        dir.path(),
+        "tor",
+        &format!(
+            "router id 192.0.2.1;\nprotocol device {{}}\n\
+             protocol kernel {{ ipv4 {{ import none; export all; }}; }}\n\
+             protocol bfd {{ interface \"*\" {{ {BFD_100} }}; }}\n\
+             protocol bgp node {{ local 192.0.2.1 as 65001; neighbor 192.0.2.2 as 65002; \
+             hold time 90; connect retry time 1; bfd on; \
+             ipv4 {{ import all; export none; }}; }}\n"
+        ),
+    );
+    let node_pid = match node {
+        Kind::Bird => {
+            let (g, _) = bird(
+                &h,
+                dir.path(),
+                "node",
+                &format!(
+                    "router id 192.0.2.2;\nprotocol device {{}}\n\
+                     protocol static {{ ipv4; route 10.244.2.0/26 blackhole; }}\n\
+                     protocol bfd {{ interface \"*\" {{ {BFD_100} }}; }}\n\
+                     protocol bgp tor {{ local 192.0.2.2 as 65002; neighbor 192.0.2.1 as 65001; \
+                     hold time 90; connect retry time 1; bfd on; \
+                     ipv4 {{ import none; export where source = RTS_STATIC; }}; }}\n"
+                ),
+            );
+            g
+        }
+        Kind::Twill => twill(
+            &h,
+            dir.path(),
+            "asn: 65002\nrouter_id: 192.0.2.2\nlisten: { address: 0.0.0.0, port: 179 }\n\
+             originate: [10.244.2.0/26]\npeers:\n\
+             - { address: 192.0.2.1, asn: 65001, hold_time: 90, connect_retry: 1, \
+             families: [ipv4-unicast], bfd: { receive_interval_ms: 100, \
+             transmit_interval_ms: 100, detect_multiplier: 3 } }\n",
+        ),
+    };
+    wait(
+        "route and BFD up at the ToR",
+        Duration::from_secs(60),
+        || {
+            routed(&d, "10.244.2.0/26")
+                && birdc(&tsock, &["show", "bfd", "sessions"])
+                    .lines()
+                    .any(|l| l.contains("192.0.2.2") && l.contains("Up") && l.contains("0.100"))
+        },
+        || birdc(&tsock, &["show", "bfd", "sessions"]),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let t0 = Instant::now();
+    kill(Pid::from_raw(node_pid.pid() as i32), Signal::SIGSTOP).unwrap();
+    while routed(&d, "10.244.2.0/26") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{node:?}: never withdrawn at the ToR"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    kill(Pid::from_raw(node_pid.pid() as i32), Signal::SIGKILL).unwrap();
+    secs
+}
+
 const SESSIONS: u32 = 100;
 
 /// CPU seconds the speaker used over `window` with 100 BFD sessions Up.
@@ -293,6 +369,32 @@ fn main() {
             v.iter().copied().fold(0.0, f64::max) * 1000.0,
             all.join(", "),
             median(v) / bird_med
+        );
+    }
+    let tor_runs = arg("--tor-runs", runs);
+    let mut tor: Vec<Vec<f64>> = vec![Vec::new(); 2];
+    for r in 0..tor_runs {
+        for i in 0..2 {
+            let k = (i + r as usize) % 2;
+            tor[k].push(tor_detection(kinds[k]));
+        }
+    }
+    println!(
+        "\n## A frozen node seen by a BIRD ToR, 100 ms × 3, to the ToR's kernel (runs: {tor_runs})\n"
+    );
+    println!("| frozen node | median ms | min ms | max ms | all ms | ratio to BIRD (median) |");
+    println!("|---|---|---|---|---|---|");
+    let bird_tor = median(&tor[1]);
+    for (k, v) in kinds.iter().zip(&tor) {
+        let all: Vec<String> = v.iter().map(|s| format!("{:.0}", s * 1000.0)).collect();
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {} | {:.2} |",
+            k.label(),
+            median(v) * 1000.0,
+            v.iter().copied().fold(f64::MAX, f64::min) * 1000.0,
+            v.iter().copied().fold(0.0, f64::max) * 1000.0,
+            all.join(", "),
+            median(v) / bird_tor
         );
     }
     let cpu_runs = arg("--cpu-runs", 2);

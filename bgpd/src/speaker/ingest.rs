@@ -43,8 +43,15 @@ impl Owner {
         };
         if let Some(f) = end_of_rib(&u) {
             live.eor_pending.remove(&f);
-            if live.eor_pending.is_empty() && peer.stale_until.is_some() {
+            let complete = live.eor_pending.is_empty();
+            tracing::info!(peer = %addr, family = ?f, complete, "End-of-RIB received");
+            if complete && peer.stale_until.is_some() {
                 self.sweep_stale(addr);
+            }
+            if complete {
+                // The last table after our own restart: the kernel is made right now,
+                // not at the next tick.
+                self.maybe_reconcile_kernel();
             }
             return Vec::new();
         }

@@ -32,7 +32,7 @@ pub use cli::{LabArgs, LabCommand};
 pub use cni::PortMapping;
 pub use state::{NodeState, PodState, State};
 pub use tor::TorKind;
-pub use up::LabSpec;
+pub use up::{LAB_BFD_PROFILE, LabSpec};
 
 use twill_api::Datastore;
 use twill_api::datastore::DatastoreArgs;

@@ -12,7 +12,8 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use twill_api::resources::native::Namespace;
 use twill_api::resources::{
-    AsNumber, BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, IPPool, IPPoolSpec,
+    AsNumber, BFDProfile, BFDProfileSpec, BGPConfiguration, BGPConfigurationSpec, BGPPeer,
+    BGPPeerSpec, IPPool, IPPoolSpec,
 };
 use twill_api::{Datastore, DatastoreError, Resource};
 
@@ -33,7 +34,13 @@ pub struct LabSpec {
     pub dataplane: String,
     /// felix's `--log`.
     pub felix_log: String,
+    /// BFD on every session (the mesh and the ToR's) at 100 ms × 3: the `BFDProfile`
+    /// [`LAB_BFD_PROFILE`] and BFD on the ToR.
+    pub bfd: bool,
 }
+
+/// The `BFDProfile` a lab with BFD creates.
+pub const LAB_BFD_PROFILE: &str = "lab-bfd";
 
 impl LabSpec {
     /// A lab named `name` with `nodes` nodes, a BIRD ToR, no pods, binaries found by
@@ -47,6 +54,7 @@ impl LabSpec {
             bin_dir: super::default_bin_dir()?,
             dataplane: "nftables".into(),
             felix_log: "info".into(),
+            bfd: false,
         })
     }
 }
@@ -74,8 +82,25 @@ async fn create_or_keep<T: Resource>(ds: &Datastore, object: &T) -> Result<(), L
     }
 }
 
-/// The resources a lab starts with (the ToR as a `BGPPeer` only when there is one).
-async fn seed(ds: &Datastore, tor: TorKind) -> Result<(), LabError> {
+/// The resources a lab starts with (the ToR as a `BGPPeer` only when there is one; with
+/// `bfd`, a 100 ms × 3 `BFDProfile` named by the mesh and the ToR's peer).
+async fn seed(ds: &Datastore, tor: TorKind, bfd: bool) -> Result<(), LabError> {
+    let profile = bfd.then(|| LAB_BFD_PROFILE.to_string());
+    if bfd {
+        create_or_keep(
+            ds,
+            &BFDProfile::new(
+                LAB_BFD_PROFILE,
+                BFDProfileSpec {
+                    receive_interval: Some(tor::BFD_INTERVAL_MS),
+                    transmit_interval: Some(tor::BFD_INTERVAL_MS),
+                    detect_multiplier: Some(tor::BFD_MULTIPLIER),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await?;
+    }
     create_or_keep(
         ds,
         &BGPConfiguration::new(
@@ -83,6 +108,7 @@ async fn seed(ds: &Datastore, tor: TorKind) -> Result<(), LabError> {
             BGPConfigurationSpec {
                 as_number: Some(AsNumber(NODE_ASN)),
                 node_to_node_mesh_enabled: Some(true),
+                node_mesh_bfd_profile: profile.clone(),
                 ..Default::default()
             },
         ),
@@ -109,6 +135,7 @@ async fn seed(ds: &Datastore, tor: TorKind) -> Result<(), LabError> {
                 BGPPeerSpec {
                     peer_ip: Some(TOR_ADDRESS.into()),
                     as_number: Some(AsNumber(TOR_ASN)),
+                    bfd_profile: profile,
                     ..Default::default()
                 },
             ),
@@ -223,7 +250,7 @@ impl Lab {
         lab.install_cni(&cni_bin, &spec.bin_dir)?;
         lab.start_datastore(&tor_ns, &dir, &spec.bin_dir)?;
         let ds = lab.wait_datastore().await?;
-        seed(&ds, spec.tor).await?;
+        seed(&ds, spec.tor, spec.bfd).await?;
         lab.start_services(spec, &tor_ns, &dir)?;
         lab.wait_bgp(Duration::from_secs(90)).await?;
         let mut pods = Vec::new();
@@ -429,6 +456,7 @@ impl Lab {
             TOR_ADDRESS,
             TOR_ASN,
             &neighbors,
+            spec.bfd,
         )?;
         record(&self.name, |s| s.processes.extend(routers))?;
         for i in 1..=st.nodes.len() {

@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use twill_api::datastore::WatchEvent;
 use twill_api::resources::native::{Namespace, NetworkPolicy};
 use twill_api::resources::{
-    BGPConfiguration, BGPFilter, BGPPeer, FelixConfiguration, GlobalNetworkPolicy, IPAMBlock,
-    IPPool, Node, WorkloadEndpoint,
+    BFDProfile, BGPConfiguration, BGPFilter, BGPPeer, FelixConfiguration, GlobalNetworkPolicy,
+    IPAMBlock, IPPool, Node, WorkloadEndpoint,
 };
 use twill_api::{Datastore, Resource};
 
@@ -33,6 +33,7 @@ pub struct Snapshot {
     pub bgp_configs: BTreeMap<Key, BGPConfiguration>,
     pub bgp_peers: BTreeMap<Key, BGPPeer>,
     pub bgp_filters: BTreeMap<Key, BGPFilter>,
+    pub bfd_profiles: BTreeMap<Key, BFDProfile>,
     pub blocks: BTreeMap<Key, IPAMBlock>,
     pub felix_configs: BTreeMap<Key, FelixConfiguration>,
     pub policy: PolicyInputs,
@@ -41,7 +42,7 @@ pub struct Snapshot {
 }
 
 /// How many kinds felix watches (the snapshot is complete when all are synced).
-pub const WATCHED_KINDS: usize = 11;
+pub const WATCHED_KINDS: usize = 12;
 
 impl Snapshot {
     pub fn is_complete(&self) -> bool {
@@ -97,6 +98,7 @@ cached_plain! {
     BGPConfiguration => bgp_configs,
     BGPPeer => bgp_peers,
     BGPFilter => bgp_filters,
+    BFDProfile => bfd_profiles,
     IPAMBlock => blocks,
     FelixConfiguration => felix_configs,
 }
@@ -197,6 +199,7 @@ pub fn watch_all(ds: &Datastore, tx: &mpsc::Sender<Change>) -> Vec<TaskGuard> {
         watch::<BGPConfiguration>(ds, tx.clone()),
         watch::<BGPPeer>(ds, tx.clone()),
         watch::<BGPFilter>(ds, tx.clone()),
+        watch::<BFDProfile>(ds, tx.clone()),
         watch::<IPPool>(ds, tx.clone()),
         watch::<IPAMBlock>(ds, tx.clone()),
         watch::<WorkloadEndpoint>(ds, tx.clone()),

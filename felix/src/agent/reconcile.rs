@@ -63,7 +63,7 @@ impl Dirty {
     fn of_change(c: &Change, me: &str) -> Dirty {
         let mut d = Dirty::default();
         match c.kind {
-            "Node" | "BGPPeer" | "BGPFilter" => d.bgp = true,
+            "Node" | "BGPPeer" | "BGPFilter" | "BFDProfile" => d.bgp = true,
             // Its communities tag what the node announces.
             "BGPConfiguration" => {
                 d.bgp = true;
@@ -129,6 +129,7 @@ pub fn plan_for(node: &str, s: &Snapshot, secrets: &BTreeMap<(String, String), S
         configs: &s.bgp_configs,
         peers: &s.bgp_peers,
         filters: &s.bgp_filters,
+        bfd_profiles: &s.bfd_profiles,
         secrets,
     })
 }
@@ -218,8 +219,11 @@ impl Reconciler {
         if let Err(e) = super::bgp::status::report(
             &self.ds,
             &self.snapshot.bgp_peers,
-            &plan.filters,
-            &self.passwords,
+            super::bgp::status::Known {
+                filters: &plan.filters,
+                bfd_profiles: &self.snapshot.bfd_profiles,
+                secrets: &self.passwords,
+            },
         )
         .await
         {

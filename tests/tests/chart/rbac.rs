@@ -70,6 +70,7 @@ fn felix_cluster_role_lists_exactly_what_the_node_agent_needs() {
                 "bgpconfigurations",
                 "bgppeers",
                 "bgpfilters",
+                "bfdprofiles",
                 "globalnetworkpolicies",
                 "felixconfigurations",
             ],

@@ -6,13 +6,14 @@
 //! names (every node when it names none); a `peerSelector` peering is symmetric (the
 //! selected nodes peer back); a node with a `routeReflectorClusterID` treats peers outside
 //! its cluster as its clients. Sessions are per address family: an IPv4 session carries
-//! IPv4 routes, an IPv6 session IPv6 routes.
+//! IPv4 routes, an IPv6 session IPv6 routes. BFD comes from the `BFDProfile` a peering
+//! names (see [`bfd`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ipnet::IpNet;
-use twill_api::resources::{BGPConfiguration, BGPFilter, BGPPeer, BGPPeerSpec, Node};
+use twill_api::resources::{BFDProfile, BGPConfiguration, BGPFilter, BGPPeer, BGPPeerSpec, Node};
 use twill_api::selector::Selector;
 use twill_bgpd::config::{Family, GracefulRestartConfig, PeerConfig};
 use twill_bgpd::policy::Filter;
@@ -43,6 +44,7 @@ pub struct BgpInputs<'a> {
     pub configs: &'a BTreeMap<String, BGPConfiguration>,
     pub peers: &'a BTreeMap<String, BGPPeer>,
     pub filters: &'a BTreeMap<String, BGPFilter>,
+    pub bfd_profiles: &'a BTreeMap<String, BFDProfile>,
     /// Passwords read from Secrets, by `(secret name, key)`.
     pub secrets: &'a BTreeMap<(String, String), String>,
 }
@@ -217,10 +219,21 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
         })
         .unwrap_or_else(|| router_id_from_name(inp.node));
 
+    let mesh_bfd = global.and_then(|g| g.node_mesh_bfd_profile.as_deref());
+
     let mut peers: BTreeMap<IpAddr, PeerConfig> = BTreeMap::new();
-    let add = |p: PeerConfig, peers: &mut BTreeMap<IpAddr, PeerConfig>| {
-        peers.entry(p.address).or_insert(p);
-    };
+    // The first peering of an address wins; its BFD profile comes with it (a dangling
+    // one holds the peer).
+    let add =
+        |mut p: PeerConfig, bfd_profile: Option<&str>, peers: &mut BTreeMap<IpAddr, PeerConfig>| {
+            if peers.contains_key(&p.address) {
+                return;
+            }
+            if let Some(reason) = bfd::apply(&mut p, bfd_profile, inp.bfd_profiles, me) {
+                hold(&mut p, &reason);
+            }
+            peers.insert(p.address, p);
+        };
     // A session with another node: iBGP or eBGP by AS, route-reflector client when I
     // reflect and it is outside my cluster.
     let node_peer = |other: &Node, address: IpAddr| -> PeerConfig {
@@ -239,7 +252,7 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
                 continue;
             }
             for address in node_addresses(other) {
-                add(node_peer(other, address), &mut peers);
+                add(node_peer(other, address), mesh_bfd, &mut peers);
             }
         }
     }
@@ -331,7 +344,7 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
                 // keepOriginalNextHop=false on an eBGP session is BGP's default anyway; on
                 // iBGP Calico rewrites the next hop to the node itself.
                 p.next_hop_self = !spec.keep_original_next_hop.unwrap_or(false) && peer_asn == asn;
-                add(with_filters(p), &mut peers);
+                add(with_filters(p), spec.bfd_profile.as_deref(), &mut peers);
             }
             (None, Some(sel)) => {
                 for (name, other) in inp.nodes {
@@ -345,7 +358,11 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
                         && applies_to(spec, name, &labels(other)).unwrap_or(false);
                     if forward || backward {
                         for address in node_addresses(other) {
-                            add(with_filters(node_peer(other, address)), &mut peers);
+                            add(
+                                with_filters(node_peer(other, address)),
+                                spec.bfd_profile.as_deref(),
+                                &mut peers,
+                            );
                         }
                     }
                 }
@@ -392,6 +409,11 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
         ));
         hold(p, &reason);
     }
+    for p in &peers {
+        if let Some(held) = p.held.as_deref().filter(|h| h.contains("BFDProfile")) {
+            warnings.push(format!("peer {}: {held}; held until it exists", p.address));
+        }
+    }
     warnings.dedup();
     BgpPlan {
         asn,
@@ -419,6 +441,7 @@ fn router_id_from_name(name: &str) -> Ipv4Addr {
     Ipv4Addr::new(d[0] | 1, d[1], d[2], d[3])
 }
 
+pub mod bfd;
 pub mod communities;
 pub mod status;
 

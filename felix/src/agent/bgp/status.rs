@@ -1,5 +1,5 @@
 //! `BGPPeer` status: the `ReferencesResolved` condition says whether everything a peer
-//! names (its `BGPFilter`s, its password Secret) resolves, and, when not, what is missing
+//! names (its `BGPFilter`s, its `BFDProfile`, its password Secret) resolves, and, when not, what is missing
 //! — the reason the peer is held (no session, nothing imported or exported).
 //!
 //! The verdict is a pure function of the peer and what felix sees; every node computes
@@ -11,18 +11,27 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use twill_api::Datastore;
 use twill_api::datastore::DatastoreError;
-use twill_api::resources::{BGPPeer, Condition, ResourceStatus};
+use twill_api::resources::{BFDProfile, BGPPeer, Condition, ResourceStatus};
 use twill_bgpd::policy::Filter;
 
 /// The condition type `BGPPeer`s carry.
 pub const REFERENCES_RESOLVED: &str = "ReferencesResolved";
 
+/// What a peer's references resolve against.
+#[derive(Clone, Copy, Debug)]
+pub struct Known<'a> {
+    pub filters: &'a BTreeMap<String, Filter>,
+    pub bfd_profiles: &'a BTreeMap<String, BFDProfile>,
+    pub secrets: &'a BTreeMap<(String, String), String>,
+}
+
 /// What a peer names that does not resolve (empty: all resolve).
-pub fn unresolved(
-    peer: &BGPPeer,
-    filters: &BTreeMap<String, Filter>,
-    secrets: &BTreeMap<(String, String), String>,
-) -> Vec<String> {
+pub fn unresolved(peer: &BGPPeer, known: Known<'_>) -> Vec<String> {
+    let Known {
+        filters,
+        bfd_profiles,
+        secrets,
+    } = known;
     let mut missing: Vec<String> = peer
         .spec
         .filters
@@ -30,6 +39,11 @@ pub fn unresolved(
         .filter(|f| !filters.contains_key(*f))
         .map(|f| format!("BGPFilter {f} not found"))
         .collect();
+    if let Some(name) = peer.spec.bfd_profile.as_deref().filter(|n| !n.is_empty())
+        && !bfd_profiles.contains_key(name)
+    {
+        missing.push(format!("BFDProfile {name} not found"));
+    }
     if let Some(pw) = &peer.spec.password
         && pw.value.is_none()
         && let Some(r) = &pw.secret_key_ref
@@ -60,12 +74,11 @@ pub fn verdict(missing: &[String]) -> (&'static str, &'static str, String) {
 pub async fn report(
     ds: &Datastore,
     peers: &BTreeMap<String, BGPPeer>,
-    filters: &BTreeMap<String, Filter>,
-    secrets: &BTreeMap<(String, String), String>,
+    known: Known<'_>,
 ) -> Result<usize, DatastoreError> {
     let mut updated = 0;
     for peer in peers.values() {
-        let (status, reason, message) = verdict(&unresolved(peer, filters, secrets));
+        let (status, reason, message) = verdict(&unresolved(peer, known));
         let mut conditions = peer.status.clone().unwrap_or_default().conditions;
         let current = conditions.iter().find(|c| c.type_ == REFERENCES_RESOLVED);
         if current.is_some_and(|c| c.status == status && c.reason == reason && c.message == message)
@@ -108,6 +121,7 @@ mod tests {
             "tor",
             BGPPeerSpec {
                 filters: vec!["known".into(), "gone".into()],
+                bfd_profile: Some("fast".into()),
                 password: Some(SecretKeyRef {
                     value: None,
                     secret_key_ref: Some(SecretKeySelector {
@@ -119,11 +133,20 @@ mod tests {
             },
         );
         let filters: BTreeMap<String, Filter> = [("known".to_string(), Filter::default())].into();
-        let missing = unresolved(&peer, &filters, &BTreeMap::new());
+        let none = BTreeMap::new();
+        let missing = unresolved(
+            &peer,
+            Known {
+                filters: &filters,
+                bfd_profiles: &none,
+                secrets: &BTreeMap::new(),
+            },
+        );
         assert_eq!(
             missing,
             [
                 "BGPFilter gone not found",
+                "BFDProfile fast not found",
                 "password Secret pw/tor cannot be read"
             ]
         );
@@ -136,7 +159,17 @@ mod tests {
         let secrets = [(("pw".to_string(), "tor".to_string()), "x".to_string())].into();
         let mut all = filters.clone();
         all.insert("gone".into(), Filter::default());
-        assert!(unresolved(&peer, &all, &secrets).is_empty());
+        let profiles = [(
+            "fast".to_string(),
+            BFDProfile::new("fast", Default::default()),
+        )]
+        .into();
+        let known = Known {
+            filters: &all,
+            bfd_profiles: &profiles,
+            secrets: &secrets,
+        };
+        assert!(unresolved(&peer, known).is_empty());
         assert_eq!(verdict(&[]).0, "True");
     }
 }

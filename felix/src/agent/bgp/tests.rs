@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use twill_api::resources::{
-    AsNumber, BGPConfiguration, BGPConfigurationSpec, BGPFilter, BGPPeer, BGPPeerSpec, Node,
-    NodeBGPSpec, NodeSpec,
+    AsNumber, BFDProfile, BFDProfileSpec, BGPConfiguration, BGPConfigurationSpec, BGPFilter,
+    BGPPeer, BGPPeerSpec, Node, NodeBGPSpec, NodeSpec,
 };
 
 use super::*;
@@ -45,6 +45,7 @@ struct World {
     configs: BTreeMap<String, BGPConfiguration>,
     peers: BTreeMap<String, BGPPeer>,
     filters: BTreeMap<String, BGPFilter>,
+    bfd_profiles: BTreeMap<String, BFDProfile>,
     secrets: BTreeMap<(String, String), String>,
 }
 
@@ -60,6 +61,7 @@ impl World {
             configs: BTreeMap::new(),
             peers: BTreeMap::new(),
             filters: BTreeMap::new(),
+            bfd_profiles: BTreeMap::new(),
             secrets: BTreeMap::new(),
         }
     }
@@ -71,6 +73,7 @@ impl World {
             configs: &self.configs,
             peers: &self.peers,
             filters: &self.filters,
+            bfd_profiles: &self.bfd_profiles,
             secrets: &self.secrets,
         })
     }
@@ -342,4 +345,149 @@ fn passwords_come_inline_or_from_secrets_and_an_unreadable_secret_holds_the_peer
     assert_eq!(addrs(&p), ["198.51.100.1", "198.51.100.2"]);
     assert_eq!(p.peers[1].password.as_deref(), Some("from-k8s"));
     assert_eq!(p.peers[1].held, None);
+}
+
+fn bfd_profile(w: &mut World, name: &str, ms: u32, multiplier: u32) {
+    w.bfd_profiles.insert(
+        name.into(),
+        BFDProfile::new(
+            name,
+            BFDProfileSpec {
+                receive_interval: Some(ms),
+                transmit_interval: Some(ms),
+                detect_multiplier: Some(multiplier),
+                ..Default::default()
+            },
+        ),
+    );
+}
+
+fn peer_at<'a>(p: &'a BgpPlan, address: &str) -> &'a PeerConfig {
+    p.peers
+        .iter()
+        .find(|x| x.address.to_string() == address)
+        .unwrap_or_else(|| panic!("no peer {address} in {:?}", addrs(p)))
+}
+
+#[test]
+fn bfd_profiles_map_onto_mesh_and_peer_sessions() {
+    let mut w = World::three();
+    bfd_profile(&mut w, "fast", 100, 3);
+    bfd_profile(&mut w, "slow", 1000, 5);
+    w.mesh(true, None);
+    w.configs
+        .get_mut("default")
+        .unwrap()
+        .spec
+        .node_mesh_bfd_profile = Some("fast".into());
+    w.peers.extend([
+        peer(
+            "tor",
+            BGPPeerSpec {
+                peer_ip: Some("192.0.2.1".into()),
+                as_number: Some(AsNumber(65000)),
+                bfd_profile: Some("slow".into()),
+                ..Default::default()
+            },
+        ),
+        peer(
+            "far",
+            BGPPeerSpec {
+                peer_ip: Some("198.51.100.1".into()),
+                as_number: Some(AsNumber(65001)),
+                bfd_profile: Some("slow".into()),
+                ..Default::default()
+            },
+        ),
+        peer(
+            "plain",
+            BGPPeerSpec {
+                peer_ip: Some("192.0.2.2".into()),
+                as_number: Some(AsNumber(65002)),
+                ..Default::default()
+            },
+        ),
+    ]);
+    let p = w.plan("n1");
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let mesh = peer_at(&p, "192.0.2.12").bfd.unwrap();
+    assert_eq!(
+        (
+            mesh.receive_interval_ms,
+            mesh.transmit_interval_ms,
+            mesh.detect_multiplier
+        ),
+        (100, 100, 3)
+    );
+    assert!(!mesh.multihop, "a node on the same /24 is single-hop");
+    let tor = peer_at(&p, "192.0.2.1").bfd.unwrap();
+    assert_eq!((tor.receive_interval_ms, tor.detect_multiplier), (1000, 5));
+    assert!(!tor.multihop);
+    assert!(
+        peer_at(&p, "198.51.100.1").bfd.unwrap().multihop,
+        "a peer outside the node's network is multi-hop"
+    );
+    assert_eq!(peer_at(&p, "192.0.2.2").bfd, None, "no profile, no BFD");
+    assert!(p.peers.iter().all(|x| x.held.is_none()));
+}
+
+#[test]
+fn a_dangling_bfd_profile_holds_the_peer_until_it_exists_and_edits_apply() {
+    let mut w = World::three();
+    w.mesh(false, None);
+    w.peers.extend([peer(
+        "tor",
+        BGPPeerSpec {
+            peer_ip: Some("192.0.2.1".into()),
+            as_number: Some(AsNumber(65000)),
+            bfd_profile: Some("fast".into()),
+            ..Default::default()
+        },
+    )]);
+    let p = w.plan("n1");
+    assert_eq!(
+        p.peers[0].held.as_deref(),
+        Some("BFDProfile fast not found")
+    );
+    assert!(
+        p.warnings.iter().any(|x| x.contains("BFDProfile fast")),
+        "{:?}",
+        p.warnings
+    );
+    bfd_profile(&mut w, "fast", 100, 3);
+    let p = w.plan("n1");
+    assert_eq!(p.peers[0].held, None);
+    assert_eq!(p.peers[0].bfd.unwrap().transmit_interval_ms, 100);
+    // An edited profile changes the plan (applied live by the speaker).
+    bfd_profile(&mut w, "fast", 200, 4);
+    let edited = w.plan("n1");
+    assert_ne!(edited, p);
+    assert_eq!(edited.peers[0].bfd.unwrap().transmit_interval_ms, 200);
+    assert_eq!(edited.peers[0].bfd.unwrap().detect_multiplier, 4);
+    // Deleted: held again.
+    w.bfd_profiles.clear();
+    assert!(w.plan("n1").peers[0].held.is_some());
+    // The peer no longer naming a profile: BFD off, not held.
+    w.peers.get_mut("tor").unwrap().spec.bfd_profile = None;
+    let p = w.plan("n1");
+    assert_eq!((p.peers[0].held.as_deref(), p.peers[0].bfd), (None, None));
+}
+
+#[test]
+fn a_dangling_mesh_bfd_profile_holds_the_mesh_sessions() {
+    let mut w = World::three();
+    w.mesh(true, None);
+    w.configs
+        .get_mut("default")
+        .unwrap()
+        .spec
+        .node_mesh_bfd_profile = Some("gone".into());
+    let p = w.plan("n1");
+    assert!(
+        p.peers
+            .iter()
+            .all(|x| x.held.as_deref() == Some("BFDProfile gone not found")),
+        "{:?}",
+        p.peers
+    );
 }
