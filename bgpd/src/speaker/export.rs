@@ -179,11 +179,13 @@ fn outbound(ctx: &ExportCtx, peer: &Peer, best: &Path, n: &IpNet) -> Option<Arc<
     match next_hop {
         IpAddr::V4(v4) => a.next_hop = Some(v4),
         IpAddr::V6(v6) => {
+            // RFC 2545 §3: our own next hop on a shared link goes with its link-local twin.
+            let link_local_next_hop = live.link_local.filter(|_| next_hop_self);
             a.mp_reach = Some(MpReach {
                 afi: Afi::Ipv6,
                 safi: Safi::Unicast,
                 next_hop: IpAddr::V6(v6),
-                link_local_next_hop: None,
+                link_local_next_hop,
                 nlri: Vec::new(),
             });
         }

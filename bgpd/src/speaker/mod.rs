@@ -19,6 +19,7 @@ mod export;
 mod ingest;
 mod kernel_feed;
 mod kernel_route;
+mod link;
 mod owner;
 mod peer;
 mod policy_change;

@@ -581,6 +581,11 @@ impl Owner {
             source,
             eor_pending,
             oif: None,
+            link_local: super::link::shared_link_local(
+                &super::link::interface_addrs(),
+                local_addr,
+                addr,
+            ),
         });
         p.out.clear();
         self.send_full_table(addr);
