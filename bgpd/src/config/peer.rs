@@ -175,6 +175,10 @@ pub struct PeerConfig {
     pub next_hop_self: bool,
     #[serde(default = "default_families")]
     pub families: Vec<Family>,
+    /// RFC 8950 extended next hop: offer to carry IPv4 unicast routes with IPv6 next
+    /// hops (used when the session's own address is IPv6 and the peer agrees).
+    #[serde(default)]
+    pub extended_next_hop: bool,
     #[serde(default)]
     pub graceful_restart: GracefulRestartConfig,
     /// The peer's TCP port (default 179).
@@ -224,6 +228,7 @@ impl PeerConfig {
             route_reflector_client: false,
             next_hop_self: false,
             families: default_families(),
+            extended_next_hop: false,
             graceful_restart: GracefulRestartConfig::default(),
             port: default_peer_port(),
             source_address: None,

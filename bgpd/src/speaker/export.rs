@@ -60,7 +60,9 @@ pub(super) fn export(
                 if b.source.addr == Some(peer.cfg.address) {
                     return None;
                 }
-                let key = Arc::as_ptr(b) as usize;
+                // Keyed by path and family: what is sent differs for an IPv4 and an IPv6
+                // prefix of one path (the low bit of an `Arc` pointer is always clear).
+                let key = Arc::as_ptr(b) as usize | usize::from(n.addr().is_ipv4());
                 if let Some((k, a)) = &last
                     && *k == key
                 {
@@ -173,7 +175,9 @@ fn outbound(ctx: &ExportCtx, peer: &Peer, best: &Path, n: &IpNet) -> Option<Arc<
     } else {
         best.next_hop
     };
-    if !same_family(&next_hop, n) || next_hop.is_unspecified() {
+    // RFC 8950: an IPv4 prefix goes with an IPv6 next hop when the peer agreed to it.
+    let extended = live.negotiated.extended_next_hop && matches!(n, IpNet::V4(_));
+    if !(same_family(&next_hop, n) || extended && next_hop.is_ipv6()) || next_hop.is_unspecified() {
         return None;
     }
     match next_hop {
@@ -182,7 +186,7 @@ fn outbound(ctx: &ExportCtx, peer: &Peer, best: &Path, n: &IpNet) -> Option<Arc<
             // RFC 2545 §3: our own next hop on a shared link goes with its link-local twin.
             let link_local_next_hop = live.link_local.filter(|_| next_hop_self);
             a.mp_reach = Some(MpReach {
-                afi: Afi::Ipv6,
+                afi: if extended { Afi::Ipv4 } else { Afi::Ipv6 },
                 safi: Safi::Unicast,
                 next_hop: IpAddr::V6(v6),
                 link_local_next_hop,

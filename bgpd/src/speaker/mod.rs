@@ -286,6 +286,12 @@ impl Speaker {
     }
 }
 
+/// Whether `a` can be the next hop of `n` in the kernel: the same family, or (RFC 8950)
+/// an IPv6 next hop of an IPv4 prefix.
+pub(crate) fn usable_next_hop(a: &IpAddr, n: &IpNet) -> bool {
+    same_family(a, n) || matches!((a, n), (IpAddr::V6(_), IpNet::V4(_)))
+}
+
 /// The address family of an IP address, for next-hop checks.
 pub(crate) fn same_family(a: &IpAddr, n: &IpNet) -> bool {
     matches!(

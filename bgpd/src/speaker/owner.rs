@@ -417,6 +417,7 @@ impl Owner {
                 // Routes of a previous run in the kernel: we restarted and kept forwarding.
                 restarting: self.kernel_existing.is_some(),
                 forwarding_preserved: self.kernel.is_some(),
+                extended_next_hop: cfg.extended_next_hop,
             },
             passive: cfg.passive,
             connect_retry: Duration::from_secs(u64::from(cfg.connect_retry.unwrap_or(5).max(1))),

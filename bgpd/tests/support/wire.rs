@@ -19,6 +19,14 @@ impl Capture {
             &["-i", dev, "-n", "-vvv", "-l", "-s", "0", "tcp port 179"],
         )
         .unwrap();
+        // Nothing sent before tcpdump listens is seen: wait for it.
+        twill_harness::wait::wait_until(
+            "tcpdump listening",
+            std::time::Duration::from_secs(20),
+            std::time::Duration::from_millis(50),
+            || guard.log().contains("listening on"),
+        )
+        .unwrap();
         Self { guard }
     }
 
@@ -53,7 +61,7 @@ impl Capture {
                 && sender
                 && in_family
             {
-                out.push(nh.trim().to_owned());
+                out.push(ipv6_in_quads(nh.trim()));
             }
         }
         out
@@ -104,4 +112,27 @@ pub fn link_local_of(ns: &Netns, dev: &str) -> String {
     )
     .unwrap();
     read()
+}
+
+/// tcpdump 4.99 prints an IPv6 next hop of IPv4 NLRI (RFC 8950) as dotted quads, four
+/// octets each ("32.1.13.184, 0.1.0.0, ..., nh-length: 32"): put the addresses back
+/// together ("2001:db8:1::1, fe80::..., nh-length: 32"). Anything else is left as is.
+fn ipv6_in_quads(printed: &str) -> String {
+    let Some((hops, rest)) = printed.split_once(", nh-length") else {
+        return printed.to_owned();
+    };
+    let quads: Option<Vec<std::net::Ipv4Addr>> = hops.split(", ").map(|q| q.parse().ok()).collect();
+    let Some(quads) = quads.filter(|q| q.len() % 4 == 0 && !q.is_empty()) else {
+        return printed.to_owned();
+    };
+    let octets: Vec<u8> = quads.iter().flat_map(|q| q.octets()).collect();
+    let v6: Vec<String> = octets
+        .chunks_exact(16)
+        .map(|c| {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(c);
+            std::net::Ipv6Addr::from(a).to_string()
+        })
+        .collect();
+    format!("{}, nh-length{rest}", v6.join(", "))
 }
