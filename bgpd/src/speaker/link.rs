@@ -6,14 +6,14 @@ use std::net::{IpAddr, Ipv6Addr};
 
 /// One address of an interface, as `getifaddrs` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct IfAddr {
+pub(crate) struct IfAddr {
     pub interface: String,
     pub addr: IpAddr,
     pub prefix_len: u8,
 }
 
 /// The interface addresses of this network namespace (empty if they cannot be read).
-pub(super) fn interface_addrs() -> Vec<IfAddr> {
+pub(crate) fn interface_addrs() -> Vec<IfAddr> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return Vec::new();
     };
@@ -47,7 +47,7 @@ pub(super) fn interface_addrs() -> Vec<IfAddr> {
 /// `local` is on an interface whose subnets hold `peer` (or either end is link-local
 /// itself). `None` when the peer is not on a shared link, or the interface has no
 /// link-local address.
-pub(super) fn shared_link_local(addrs: &[IfAddr], local: IpAddr, peer: IpAddr) -> Option<Ipv6Addr> {
+pub(crate) fn shared_link_local(addrs: &[IfAddr], local: IpAddr, peer: IpAddr) -> Option<Ipv6Addr> {
     let iface = &addrs.iter().find(|a| a.addr == local)?.interface;
     let on_link = crate::kernel::is_link_local(&peer)
         || addrs.iter().any(|a| {

@@ -19,7 +19,7 @@ mod export;
 mod ingest;
 mod kernel_feed;
 mod kernel_route;
-mod link;
+pub(crate) mod link;
 mod owner;
 mod peer;
 mod policy_change;
@@ -93,7 +93,8 @@ impl SpeakerConfig {
             kernel,
             cluster_id: c.route_reflector.as_ref().map(|r| r.cluster_id),
             filters: c.filters.clone(),
-            peers: c.peers.clone(),
+            // Unnumbered peers join once their neighbour is found (`unnumbered::resolve`).
+            peers: crate::unnumbered::resolve(&c.peers, &std::collections::HashMap::new()),
             originate: c.originate.clone(),
         }
     }

@@ -550,7 +550,14 @@ impl Owner {
 
     fn established(&mut self, addr: IpAddr, negotiated: Negotiated, local_addr: IpAddr) {
         let (asn, cluster) = (self.asn, self.cluster_id);
+        // An unnumbered peer is reached through its interface by definition.
+        let interface_oif = self
+            .peers
+            .get(&addr)
+            .and_then(|p| p.cfg.interface.as_deref())
+            .and_then(|n| crate::unnumbered::interface_index(n).ok());
         if let Some(k) = self.kernel.clone()
+            && interface_oif.is_none()
             && let Some(key) = self.peers.get(&addr).map(|p| p.session.key)
         {
             let tx = self.aux_tx.clone();
@@ -581,7 +588,7 @@ impl Owner {
             local_addr,
             source,
             eor_pending,
-            oif: None,
+            oif: interface_oif,
             link_local: super::link::shared_link_local(
                 &super::link::interface_addrs(),
                 local_addr,
