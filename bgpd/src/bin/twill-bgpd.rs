@@ -4,8 +4,7 @@
 //! field named), serves the control API on `--api-socket`, reloads peers on SIGHUP
 //! without dropping unchanged sessions, and on SIGTERM sends Cease to every peer and exits.
 
-use std::collections::{BTreeSet, HashMap};
-use std::net::Ipv6Addr;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,7 +15,6 @@ use prometheus_client::registry::Registry;
 use tokio::signal::unix::{SignalKind, signal};
 use twill_bgpd::config::Config;
 use twill_bgpd::metrics::Metrics;
-use twill_bgpd::unnumbered::{self, Discovery, Found};
 use twill_bgpd::{Speaker, SpeakerConfig};
 use twill_utils::telemetry;
 
@@ -100,24 +98,10 @@ async fn run(args: Args, cfg: Config) -> Result<(), Box<dyn std::error::Error>> 
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let (found_tx, mut found_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut found: HashMap<String, Ipv6Addr> = HashMap::new();
-    let mut discovery = HashMap::new();
-    discover(&cfg, &mut discovery, &found_tx);
     let mut current = cfg;
     loop {
         tokio::select! {
-            _ = hup.recv() => {
-                current = reload(&speaker, &args.config, current, &found);
-                discover(&current, &mut discovery, &found_tx);
-            }
-            Some(f) = found_rx.recv() => {
-                found.insert(f.interface, f.address);
-                let peers = unnumbered::resolve(&current.peers, &found);
-                if let Err(e) = speaker.set_peers(peers, current.filters.clone()) {
-                    tracing::error!(error = %e, "adding an unnumbered peer");
-                }
-            }
+            _ = hup.recv() => current = reload(&speaker, &args.config, current),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -130,38 +114,8 @@ async fn run(args: Args, cfg: Config) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
-/// Runs neighbour discovery on exactly the interfaces of the configured unnumbered peers.
-fn discover(
-    cfg: &Config,
-    running: &mut HashMap<String, Discovery>,
-    tx: &tokio::sync::mpsc::UnboundedSender<Found>,
-) {
-    let wanted: BTreeSet<&String> = cfg
-        .peers
-        .iter()
-        .filter_map(|p| p.interface.as_ref())
-        .collect();
-    running.retain(|name, _| wanted.contains(name));
-    for name in wanted {
-        if running.contains_key(name) {
-            continue;
-        }
-        match unnumbered::spawn(name, tx.clone()) {
-            Ok(d) => {
-                running.insert(name.clone(), d);
-            }
-            Err(e) => tracing::error!(interface = %name, error = %e, "no neighbour discovery"),
-        }
-    }
-}
-
 /// Applies a changed configuration file; a bad file is logged and the old one kept.
-fn reload(
-    speaker: &Speaker,
-    path: &Path,
-    old: Config,
-    found: &HashMap<String, Ipv6Addr>,
-) -> Config {
+fn reload(speaker: &Speaker, path: &Path, old: Config) -> Config {
     let new = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -175,7 +129,7 @@ fn reload(
     let before: BTreeSet<IpNet> = old.originate.iter().copied().collect();
     let after: BTreeSet<IpNet> = new.originate.iter().copied().collect();
     let res = speaker
-        .set_peers(unnumbered::resolve(&new.peers, found), new.filters.clone())
+        .set_peers(new.peers.clone(), new.filters.clone())
         .and_then(|()| speaker.originate(after.difference(&before).copied().collect()))
         .and_then(|()| speaker.withdraw(before.difference(&after).copied().collect()));
     match res {

@@ -25,6 +25,7 @@ mod peer;
 mod policy_change;
 mod status;
 mod types;
+mod unnumbered_peers;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -93,8 +94,7 @@ impl SpeakerConfig {
             kernel,
             cluster_id: c.route_reflector.as_ref().map(|r| r.cluster_id),
             filters: c.filters.clone(),
-            // Unnumbered peers join once their neighbour is found (`unnumbered::resolve`).
-            peers: crate::unnumbered::resolve(&c.peers, &std::collections::HashMap::new()),
+            peers: c.peers.clone(),
             originate: c.originate.clone(),
         }
     }
@@ -136,6 +136,8 @@ pub struct Speaker {
     events: broadcast::Sender<Event>,
     metrics: Arc<Metrics>,
     local_addr: Option<SocketAddr>,
+    /// Unnumbered peers reach the owner once their neighbour is found.
+    unnumbered: unnumbered_peers::UnnumberedPeers,
     _owner: TaskGuard,
     _listener: Option<TaskGuard>,
 }
@@ -150,7 +152,7 @@ impl Speaker {
     /// [`start`](Self::start), counting into `metrics` (registered in the process's
     /// registry, and kept across speakers when one replaces another).
     pub async fn start_with_metrics(
-        cfg: SpeakerConfig,
+        mut cfg: SpeakerConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SpeakerError> {
         let listener = match cfg.listen {
@@ -186,6 +188,8 @@ impl Speaker {
                 }
             })
         });
+        let unnumbered = unnumbered_peers::UnnumberedPeers::new(tx.clone());
+        cfg.peers = unnumbered.set(cfg.peers, cfg.filters.clone());
         let owner = owner::Owner::new(cfg, listener, kernel, events.clone(), metrics.clone());
         let owner_task = TaskGuard::spawn(owner.run(rx));
         Ok(Self {
@@ -193,6 +197,7 @@ impl Speaker {
             events,
             metrics,
             local_addr,
+            unnumbered,
             _owner: owner_task,
             _listener: listener_task,
         })
@@ -209,12 +214,14 @@ impl Speaker {
 
     /// Replaces the peer list and filters. Unchanged peers keep their sessions; changed
     /// ones restart (Cease "other configuration change"); removed ones get Cease
-    /// "peer de-configured".
+    /// "peer de-configured". An unnumbered peer (`interface`) joins once its neighbour's
+    /// link-local address is found on that interface.
     pub fn set_peers(
         &self,
         peers: Vec<PeerConfig>,
         filters: BTreeMap<String, Filter>,
     ) -> Result<(), SpeakerError> {
+        let peers = self.unnumbered.set(peers, filters.clone());
         self.send(Command::SetPeers(peers, filters))
     }
 
