@@ -25,7 +25,6 @@ use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn6, recvfrom, sendto,
     setsockopt, socket, sockopt,
 };
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::PeerConfig;
 use crate::kernel::is_link_local;
@@ -66,7 +65,11 @@ pub fn interface_index(name: &str) -> io::Result<u32> {
 }
 
 /// Starts discovery on `interface`, reporting each neighbour (again when it changes).
-pub fn spawn(interface: &str, tx: UnboundedSender<Found>) -> io::Result<Discovery> {
+/// `report` returns false once nobody listens any more (the thread then ends).
+pub fn spawn(
+    interface: &str,
+    report: impl Fn(Found) -> bool + Send + 'static,
+) -> io::Result<Discovery> {
     let ifindex = interface_index(interface)
         .map_err(|e| io::Error::new(e.kind(), format!("interface {interface}: {e}")))?;
     let fd = open(interface)?;
@@ -74,7 +77,7 @@ pub fn spawn(interface: &str, tx: UnboundedSender<Found>) -> io::Result<Discover
     let (name, flag) = (interface.to_owned(), stop.clone());
     let thread = std::thread::Builder::new()
         .name(format!("nd-{interface}"))
-        .spawn(move || run(&fd, &name, ifindex, &flag, &tx))?;
+        .spawn(move || run(&fd, &name, ifindex, &flag, &report))?;
     Ok(Discovery {
         stop,
         thread: Some(thread),
@@ -106,13 +109,13 @@ fn run(
     interface: &str,
     ifindex: u32,
     stop: &AtomicBool,
-    tx: &UnboundedSender<Found>,
+    report: &dyn Fn(Found) -> bool,
 ) {
     let all_nodes = SockaddrIn6::from(SocketAddrV6::new(ALL_NODES, 0, 0, ifindex));
     let mut last: Option<Ipv6Addr> = None;
     let mut next_send = Instant::now();
     let mut buf = [0u8; 1500];
-    while !stop.load(Ordering::Relaxed) && !tx.is_closed() {
+    while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= next_send {
             let (ra, echo) = (router_advertisement(), echo_request(ifindex));
             for packet in [&ra[..], &echo[..]] {
@@ -136,10 +139,13 @@ fn run(
         }
         tracing::info!(interface, neighbour = %src, "unnumbered neighbour found");
         last = Some(src);
-        let _ = tx.send(Found {
+        let open = report(Found {
             interface: interface.to_owned(),
             address: src,
         });
+        if !open {
+            return;
+        }
     }
 }
 

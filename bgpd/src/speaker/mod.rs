@@ -136,8 +136,6 @@ pub struct Speaker {
     events: broadcast::Sender<Event>,
     metrics: Arc<Metrics>,
     local_addr: Option<SocketAddr>,
-    /// Unnumbered peers reach the owner once their neighbour is found.
-    unnumbered: unnumbered_peers::UnnumberedPeers,
     _owner: TaskGuard,
     _listener: Option<TaskGuard>,
 }
@@ -152,7 +150,7 @@ impl Speaker {
     /// [`start`](Self::start), counting into `metrics` (registered in the process's
     /// registry, and kept across speakers when one replaces another).
     pub async fn start_with_metrics(
-        mut cfg: SpeakerConfig,
+        cfg: SpeakerConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SpeakerError> {
         let listener = match cfg.listen {
@@ -188,8 +186,6 @@ impl Speaker {
                 }
             })
         });
-        let unnumbered = unnumbered_peers::UnnumberedPeers::new(tx.clone());
-        cfg.peers = unnumbered.set(cfg.peers, cfg.filters.clone());
         let owner = owner::Owner::new(cfg, listener, kernel, events.clone(), metrics.clone());
         let owner_task = TaskGuard::spawn(owner.run(rx));
         Ok(Self {
@@ -197,7 +193,6 @@ impl Speaker {
             events,
             metrics,
             local_addr,
-            unnumbered,
             _owner: owner_task,
             _listener: listener_task,
         })
@@ -221,7 +216,6 @@ impl Speaker {
         peers: Vec<PeerConfig>,
         filters: BTreeMap<String, Filter>,
     ) -> Result<(), SpeakerError> {
-        let peers = self.unnumbered.set(peers, filters.clone());
         self.send(Command::SetPeers(peers, filters))
     }
 

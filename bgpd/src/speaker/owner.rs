@@ -30,6 +30,8 @@ use crate::session::{self, SessionCmd, SessionEvent, SessionKey, sockopt};
 pub(super) enum Aux {
     /// The interface to a peer, for its link-local next hops.
     Oif { key: SessionKey, oif: Option<u32> },
+    /// An unnumbered peer's neighbour, found on its interface.
+    Neighbour(crate::unnumbered::Found),
 }
 
 pub(super) struct Owner {
@@ -68,6 +70,7 @@ pub(super) struct Owner {
     /// Peers whose BFD session went down: their BGP session stays down (no connect, no
     /// accept) until BFD is Up again.
     pub(super) bfd_held: HashSet<IpAddr>,
+    pub(super) unnumbered: super::unnumbered_peers::Unnumbered,
 }
 
 impl Owner {
@@ -121,6 +124,7 @@ impl Owner {
             bfd_rx: Some(bfd_rx),
             bfd_status: HashMap::new(),
             bfd_held: HashSet::new(),
+            unnumbered: Default::default(),
         };
         o.originate(cfg.originate, Communities::default());
         o.set_peers(cfg.peers, cfg.filters);
@@ -252,7 +256,16 @@ impl Owner {
             .collect()
     }
 
-    fn set_peers(&mut self, peers: Vec<PeerConfig>, filters: BTreeMap<String, Filter>) {
+    pub(super) fn aux_sender(&self) -> mpsc::UnboundedSender<Aux> {
+        self.aux_tx.clone()
+    }
+
+    pub(super) fn set_peers(
+        &mut self,
+        configured: Vec<PeerConfig>,
+        filters: BTreeMap<String, Filter>,
+    ) {
+        let peers = self.resolve_peers(configured);
         let filters_changed = filters != self.filters;
         self.filters = filters;
         let wanted: HashMap<IpAddr, PeerConfig> =
@@ -522,6 +535,7 @@ impl Owner {
 
     fn aux(&mut self, aux: Aux) {
         match aux {
+            Aux::Neighbour(f) => self.neighbour_found(f),
             Aux::Oif { key, oif } => {
                 let Some(p) = self.peers.get_mut(&key.peer) else {
                     return;

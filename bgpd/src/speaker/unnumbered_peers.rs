@@ -1,98 +1,63 @@
-//! Unnumbered peers between the `Speaker` API and the owner: the owner only ever sees
-//! peers with an address. This keeps the latest peer list, runs neighbour discovery on the
-//! interfaces of its unnumbered peers, and hands the owner the resolved list again
-//! whenever a neighbour is found (see [`crate::unnumbered`]).
+//! Unnumbered peers in the owner: the configured peer list is kept as given, neighbour
+//! discovery runs on exactly the interfaces of its unnumbered peers, and the peers the
+//! owner runs are the list resolved with the neighbours found so far (see
+//! [`crate::unnumbered`]), resolved again whenever one is found. All in the owner task, so
+//! `Speaker::set_peers` (standalone or embedded) needs nothing else.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv6Addr;
-use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
-
-use super::Command;
+use super::owner::{Aux, Owner};
 use crate::config::PeerConfig;
 use crate::policy::Filter;
-use crate::task::TaskGuard;
 use crate::unnumbered::{self, Discovery, Found};
 
+/// What the owner keeps for unnumbered peers.
 #[derive(Default)]
-struct State {
-    peers: Vec<PeerConfig>,
-    filters: BTreeMap<String, Filter>,
+pub(super) struct Unnumbered {
+    /// The peer list as configured (unnumbered peers without an address).
+    configured: Vec<PeerConfig>,
     found: HashMap<String, Ipv6Addr>,
     running: HashMap<String, Discovery>,
 }
 
-pub(super) struct UnnumberedPeers {
-    state: Arc<Mutex<State>>,
-    found_tx: mpsc::UnboundedSender<Found>,
-    _task: TaskGuard,
-}
-
-impl std::fmt::Debug for UnnumberedPeers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UnnumberedPeers").finish_non_exhaustive()
-    }
-}
-
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl UnnumberedPeers {
-    /// Resolved peer lists go to the owner through `owner`.
-    pub(super) fn new(owner: mpsc::UnboundedSender<Command>) -> Self {
-        let state = Arc::new(Mutex::new(State::default()));
-        let (found_tx, mut found_rx) = mpsc::unbounded_channel::<Found>();
-        let shared = state.clone();
-        let task = TaskGuard::spawn(async move {
-            while let Some(f) = found_rx.recv().await {
-                let cmd = {
-                    let mut s = lock(&shared);
-                    if s.found.get(&f.interface) == Some(&f.address) {
-                        continue;
-                    }
-                    s.found.insert(f.interface, f.address);
-                    Command::SetPeers(unnumbered::resolve(&s.peers, &s.found), s.filters.clone())
-                };
-                if owner.send(cmd).is_err() {
-                    return;
-                }
-            }
-        });
-        Self {
-            state,
-            found_tx,
-            _task: task,
-        }
-    }
-
+impl Owner {
     /// Records the configured peers, runs discovery on exactly their interfaces, and
-    /// returns the peers the owner should run now.
-    pub(super) fn set(
-        &self,
-        peers: Vec<PeerConfig>,
-        filters: BTreeMap<String, Filter>,
-    ) -> Vec<PeerConfig> {
-        let mut s = lock(&self.state);
-        let wanted: Vec<String> = peers.iter().filter_map(|p| p.interface.clone()).collect();
-        s.running.retain(|name, _| wanted.contains(name));
-        s.found.retain(|name, _| wanted.contains(name));
+    /// returns the peers to run now.
+    pub(super) fn resolve_peers(&mut self, configured: Vec<PeerConfig>) -> Vec<PeerConfig> {
+        let wanted: Vec<String> = configured
+            .iter()
+            .filter_map(|p| p.interface.clone())
+            .collect();
+        let aux = self.aux_sender();
+        let u = &mut self.unnumbered;
+        u.running.retain(|name, _| wanted.contains(name));
+        u.found.retain(|name, _| wanted.contains(name));
         for name in wanted {
-            if s.running.contains_key(&name) {
+            if u.running.contains_key(&name) {
                 continue;
             }
-            match unnumbered::spawn(&name, self.found_tx.clone()) {
+            let tx = aux.clone();
+            match unnumbered::spawn(&name, move |f| tx.send(Aux::Neighbour(f)).is_ok()) {
                 Ok(d) => {
-                    s.running.insert(name, d);
+                    u.running.insert(name, d);
                 }
                 Err(e) => tracing::error!(interface = %name, error = %e, "no neighbour discovery"),
             }
         }
-        s.peers = peers;
-        s.filters = filters;
-        unnumbered::resolve(&s.peers, &s.found)
+        u.configured = configured;
+        unnumbered::resolve(&u.configured, &u.found)
+    }
+
+    /// A neighbour found (or changed) on an interface: its peer starts (or restarts).
+    pub(super) fn neighbour_found(&mut self, f: Found) {
+        let u = &mut self.unnumbered;
+        if !u.running.contains_key(&f.interface) || u.found.get(&f.interface) == Some(&f.address) {
+            return;
+        }
+        u.found.insert(f.interface, f.address);
+        let (configured, filters): (Vec<PeerConfig>, BTreeMap<String, Filter>) =
+            (u.configured.clone(), self.filters.clone());
+        self.set_peers(configured, filters);
     }
 }
