@@ -217,9 +217,11 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
         })
         .unwrap_or_else(|| router_id_from_name(inp.node));
 
-    let mut peers: BTreeMap<IpAddr, PeerConfig> = BTreeMap::new();
-    let add = |p: PeerConfig, peers: &mut BTreeMap<IpAddr, PeerConfig>| {
-        peers.entry(p.address).or_insert(p);
+    // Keyed by address and interface: unnumbered peers have no address (yet).
+    type Peers = BTreeMap<(IpAddr, Option<String>), PeerConfig>;
+    let mut peers: Peers = BTreeMap::new();
+    let add = |p: PeerConfig, peers: &mut Peers| {
+        peers.entry((p.address, p.interface.clone())).or_insert(p);
     };
     // A session with another node: iBGP or eBGP by AS, route-reflector client when I
     // reflect and it is outside my cluster.
@@ -266,7 +268,9 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
             p.export = filters.clone();
             p
         };
-        match (&spec.peer_ip, &selector) {
+        // Unnumbered (`interface`): the speaker discovers the address on the link.
+        let unnumbered = spec.interface.as_ref().map(|_| "::".to_owned());
+        match (spec.peer_ip.as_ref().or(unnumbered.as_ref()), &selector) {
             (Some(ip), _) if applies => {
                 let (address, port) = match parse_peer_ip(ip) {
                     Ok(x) => x,
@@ -280,10 +284,17 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
                     continue;
                 };
                 let source = match spec.source_address.as_deref() {
+                    _ if spec.interface.is_some() => None,
                     Some("None") => None,
                     _ => my_address(me, &address),
                 };
                 let mut p = base_peer(address, peer_asn, source);
+                if let Some(name) = &spec.interface {
+                    // Both families over the link-local session, IPv4 with IPv6 next hops.
+                    p.interface = Some(name.clone());
+                    p.families = vec![Family::Ipv4Unicast, Family::Ipv6Unicast];
+                    p.extended_next_hop = true;
+                }
                 if let Some(port) = port {
                     p.port = port;
                 }
