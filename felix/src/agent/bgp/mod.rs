@@ -397,10 +397,11 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
             list.retain(|f| filters.contains_key(f));
         }
         let reason = format!("BGPFilter not found: {}", missing.join(", "));
-        warnings.push(format!(
-            "peer {}: {reason}; held until it exists",
-            p.address
-        ));
+        let who = p
+            .interface
+            .as_ref()
+            .map_or_else(|| p.address.to_string(), |i| format!("on {i}"));
+        warnings.push(format!("peer {who}: {reason}; held until it exists"));
         hold(p, &reason);
     }
     warnings.dedup();
