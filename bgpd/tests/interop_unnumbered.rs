@@ -6,7 +6,8 @@
 //! traffic of both families flows between the addresses behind each side. Then BIRD as
 //! a second peer of twill, on an IPv6 session with `extended next hop on`: IPv4 routes
 //! cross twill from one to the other with IPv6 next hops all the way, and IPv4 traffic
-//! between FRR's and BIRD's addresses flows through twill.
+//! between FRR's and BIRD's addresses flows through twill (the unnumbered peer added by
+//! a reload, through `Speaker::set_peers`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -147,16 +148,25 @@ fn ipv4_transit_between_an_unnumbered_frr_and_an_extended_next_hop_bird() {
         neighbor 2001:db8:2::1 as 65001;\n  hold time 9;\n  connect retry time 1;\n  \
         ipv4 { extended next hop on; import all; export where source = RTS_STATIC; };\n}\n";
     let bird = Bird::start(&b, bird_conf);
-    let twill = Twill::start(
-        &t,
-        &format!(
+    let conf = |unnumbered: &str| {
+        format!(
             "asn: 65001\nrouter_id: 192.0.2.1\nlisten: {{ address: \"::\", port: 179 }}\n\
-             kernel: {{ install: true }}\npeers:\n\
-             - {{ interface: \"{tdev}\", asn: 65002, hold_time: 9, connect_retry: 1 }}\n\
+             kernel: {{ install: true }}\npeers:\n{unnumbered}\
              - {{ address: \"2001:db8:2::2\", asn: 65003, hold_time: 9, connect_retry: 1, \
              families: [ipv4-unicast], extended_next_hop: true }}\n"
-        ),
+        )
+    };
+    // BIRD first; the unnumbered peer comes with a reload (`Speaker::set_peers`).
+    let twill = Twill::start(&t, &conf(""));
+    wait_for(
+        "BIRD's IPv4 route in twill's kernel",
+        SESSION_TIMEOUT,
+        || route_of(&t, "10.244.3.0/26").contains("via inet6 2001:db8:2::2"),
+        || format!("{}\ntwill:\n{}", bird.context(), twill.guard.log_tail(30)),
     );
+    twill.reload(&conf(&format!(
+        "- {{ interface: \"{tdev}\", asn: 65002, hold_time: 9, connect_retry: 1 }}\n"
+    )));
     let ctx = || {
         format!(
             "{}\n{}\ntwill:\n{}\ntwill routes:\n{}\nfrr routes:\n{}\nbird routes:\n{}",
