@@ -169,3 +169,64 @@ fn bird_and_twill_send_global_and_link_local_next_hops() {
         ctx()
     );
 }
+
+/// IPv6 routes over an IPv4 session (MP-BGP): the session's address cannot be their next
+/// hop, so twill sends its IPv6 addresses on the shared link (global and link-local).
+#[test]
+fn ipv6_routes_over_an_ipv4_session_with_bird_carry_the_links_ipv6_next_hops() {
+    let (t, b) = linked(
+        "r5m",
+        &["192.0.2.1/24", "2001:db8:1::1/64"],
+        &["192.0.2.2/24", "2001:db8:1::2/64"],
+    );
+    let (tdev, bdev) = (only_link(&t), only_link(&b));
+    let t_ll = link_local_of(&t, &tdev);
+    link_local_of(&b, &bdev);
+    let cap = Capture::start(&b, &bdev);
+    let conf = "router id 192.0.2.2;\nprotocol device {}\n\
+        protocol kernel { ipv6 { import none; export all; }; }\n\
+        protocol static s1 { ipv6; route fd00:244:2::/64 blackhole; }\n\
+        protocol bgp twill {\n  local 192.0.2.2 as 65002;\n  \
+        neighbor 192.0.2.1 as 65001;\n  hold time 9;\n  connect retry time 1;\n  \
+        ipv6 { import all; export where source = RTS_STATIC; };\n}\n";
+    let bird = Bird::start(&b, conf);
+    let twill = Twill::start(
+        &t,
+        "asn: 65001\nrouter_id: 192.0.2.1\nlisten: { address: \"::\", port: 179 }\n\
+         originate: [\"fd00:244:1::/64\"]\nkernel: { install: true }\n\
+         peers: [{ address: 192.0.2.2, asn: 65002, hold_time: 9, connect_retry: 1, \
+         families: [ipv4-unicast, ipv6-unicast] }]\n",
+    );
+    let ctx = || {
+        format!(
+            "{}\ntwill:\n{}\ntwill routes:\n{}\nwire:\n{}",
+            bird.context(),
+            twill.guard.log_tail(30),
+            twill_routes(&t),
+            cap.text()
+        )
+    };
+    wait_for(
+        "IPv6 routes both ways over the IPv4 session, via the link's IPv6 addresses",
+        SESSION_TIMEOUT,
+        || {
+            twill_routes(&t).contains("fd00:244:2::/64 via 2001:db8:1::2")
+                && route_of(&b, "fd00:244:1::/64").contains("via 2001:db8:1::1")
+        },
+        ctx,
+    );
+    wait_for(
+        "twill's IPv6 MP_REACH_NLRI on the wire",
+        SESSION_TIMEOUT,
+        || !cap.mp_next_hops("192.0.2.1", "IPv6").is_empty(),
+        ctx,
+    );
+    let twill_sent = cap.mp_next_hops("192.0.2.1", "IPv6");
+    assert!(
+        twill_sent
+            .iter()
+            .any(|nh| nh.starts_with(&format!("2001:db8:1::1, {t_ll}, nh-length: 32"))),
+        "twill sent {twill_sent:?}\n{}",
+        ctx()
+    );
+}

@@ -171,7 +171,11 @@ fn outbound(ctx: &ExportCtx, peer: &Peer, best: &Path, n: &IpNet) -> Option<Arc<
         || best.source.is_local()
         || crate::kernel::is_link_local(&best.next_hop);
     let next_hop = if next_hop_self {
-        live.local_addr
+        match (live.local_addr, n, live.link_global_v6) {
+            // IPv6 over an IPv4 session: our IPv6 address on the link.
+            (IpAddr::V4(_), IpNet::V6(_), Some(v6)) => IpAddr::V6(v6),
+            _ => live.local_addr,
+        }
     } else {
         best.next_hop
     };

@@ -48,17 +48,41 @@ pub(crate) fn interface_addrs() -> Vec<IfAddr> {
 /// itself). `None` when the peer is not on a shared link, or the interface has no
 /// link-local address.
 pub(crate) fn shared_link_local(addrs: &[IfAddr], local: IpAddr, peer: IpAddr) -> Option<Ipv6Addr> {
+    let iface = shared_interface(addrs, local, peer)?;
+    ipv6_on(addrs, iface, true)
+}
+
+/// Our global IPv6 address on the link shared with `peer`: the next hop of IPv6 routes
+/// sent over an IPv4 session (MP-BGP), where the session's own address will not do.
+pub(crate) fn shared_link_global_v6(
+    addrs: &[IfAddr],
+    local: IpAddr,
+    peer: IpAddr,
+) -> Option<Ipv6Addr> {
+    let iface = shared_interface(addrs, local, peer)?;
+    ipv6_on(addrs, iface, false)
+}
+
+/// The interface holding `local`, when `peer` is on its link.
+fn shared_interface(addrs: &[IfAddr], local: IpAddr, peer: IpAddr) -> Option<&str> {
     let iface = &addrs.iter().find(|a| a.addr == local)?.interface;
     let on_link = crate::kernel::is_link_local(&peer)
         || addrs.iter().any(|a| {
             a.interface == *iface
                 && ipnet::IpNet::new(a.addr, a.prefix_len).is_ok_and(|n| n.contains(&peer))
         });
-    if !on_link {
-        return None;
-    }
+    on_link.then_some(iface.as_str())
+}
+
+/// The first IPv6 address of `iface` that is link-local (or, with `link_local` false,
+/// global: neither link-local nor loopback).
+fn ipv6_on(addrs: &[IfAddr], iface: &str, link_local: bool) -> Option<Ipv6Addr> {
     addrs.iter().find_map(|a| match a.addr {
-        IpAddr::V6(v6) if a.interface == *iface && crate::kernel::is_link_local(&a.addr) => {
+        IpAddr::V6(v6)
+            if a.interface == iface
+                && crate::kernel::is_link_local(&a.addr) == link_local
+                && !v6.is_loopback() =>
+        {
             Some(v6)
         }
         _ => None,
@@ -104,6 +128,25 @@ mod tests {
                 "fe80::2".parse().unwrap()
             ),
             Some("fe80::9".parse().unwrap())
+        );
+        // Over an IPv4 session: the link's global IPv6 address and link-local address.
+        let mixed = [
+            a("eth0", "192.0.2.1", 24),
+            a("eth0", "2001:db8:1::1", 64),
+            a("eth0", "fe80::1", 64),
+        ];
+        let (v4, peer4) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        assert_eq!(
+            shared_link_global_v6(&mixed, v4, peer4),
+            Some("2001:db8:1::1".parse().unwrap())
+        );
+        assert_eq!(
+            shared_link_local(&mixed, v4, peer4),
+            Some("fe80::1".parse().unwrap())
+        );
+        assert_eq!(
+            shared_link_global_v6(&mixed, v4, "198.51.100.2".parse().unwrap()),
+            None
         );
         // No link-local address on the interface: nothing to send.
         let bare = [a("eth0", "2001:db8:1::1", 64)];

@@ -597,17 +597,15 @@ impl Owner {
             rr_client: p.cfg.route_reflector_client && cluster.is_some(),
         });
         let eor_pending = negotiated.families.iter().copied().collect();
+        let addrs = super::link::interface_addrs();
         p.live = Some(Live {
             negotiated,
             local_addr,
             source,
             eor_pending,
             oif: interface_oif,
-            link_local: super::link::shared_link_local(
-                &super::link::interface_addrs(),
-                local_addr,
-                addr,
-            ),
+            link_local: super::link::shared_link_local(&addrs, local_addr, addr),
+            link_global_v6: super::link::shared_link_global_v6(&addrs, local_addr, addr),
         });
         p.out.clear();
         self.send_full_table(addr);
