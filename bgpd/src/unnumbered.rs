@@ -44,18 +44,16 @@ pub struct Found {
     pub address: Ipv6Addr,
 }
 
-/// The discovery thread of one interface; stopped (and joined) on drop.
+/// The discovery thread of one interface; told to stop on drop. It is not joined (that
+/// would block the owner task): it ends, closing its socket, within one receive timeout.
 pub struct Discovery {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _thread: JoinHandle<()>,
 }
 
 impl Drop for Discovery {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -80,7 +78,7 @@ pub fn spawn(
         .spawn(move || run(&fd, &name, ifindex, &flag, &report))?;
     Ok(Discovery {
         stop,
-        thread: Some(thread),
+        _thread: thread,
     })
 }
 
