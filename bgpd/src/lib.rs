@@ -16,5 +16,6 @@ pub mod rib;
 pub mod session;
 pub mod speaker;
 pub mod task;
+pub mod unnumbered;
 
 pub use speaker::{Speaker, SpeakerConfig};

@@ -253,7 +253,7 @@ fn capability() -> impl Strategy<Value = Capability> {
             ),
         (1u32..).prop_map(Capability::FourOctetAs),
         (
-            prop_oneof![3u8..64, 66u8..=255],
+            prop_oneof![3u8..5, 6u8..64, 66u8..=255],
             proptest::collection::vec(any::<u8>(), 0..40)
         )
             .prop_map(|(code, value)| Capability::Other { code, value }),

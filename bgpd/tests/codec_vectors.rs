@@ -329,7 +329,7 @@ fn bird_to_a_two_octet_peer_merges_a_mixed_path() {
 
 #[test]
 fn gobgp_open_with_capabilities() {
-    // a-b.pcap 192.0.2.2 -> 192.0.2.1: FQDN (73) and extended next hop (5) kept as Other.
+    // a-b.pcap 192.0.2.2 -> 192.0.2.1: FQDN (73) kept as Other; extended next hop (5, RFC 8950) decoded.
     let open = Open {
         version: 4,
         my_as: 65002,
@@ -344,10 +344,7 @@ fn gobgp_open_with_capabilities() {
             mp(Afi::Ipv4),
             mp(Afi::Ipv6),
             Capability::FourOctetAs(65002),
-            Capability::Other {
-                code: 5,
-                value: vec![0, 1, 0, 1, 0, 2],
-            },
+            Capability::ExtendedNextHop(vec![(Afi::Ipv4, Safi::Unicast, Afi::Ipv6)]),
         ],
     };
     exact(
@@ -717,10 +714,7 @@ fn gobgp_open_with_a_four_octet_asn() {
             },
             mp(Afi::Ipv4),
             Capability::FourOctetAs(4_200_000_001),
-            Capability::Other {
-                code: 5,
-                value: vec![0, 1, 0, 1, 0, 2],
-            },
+            Capability::ExtendedNextHop(vec![(Afi::Ipv4, Safi::Unicast, Afi::Ipv6)]),
         ],
     };
     assert_eq!(open.asn(), 4_200_000_001);

@@ -8,6 +8,7 @@ mod support;
 use std::process::Command;
 
 use support::peers::{Frr, Gobgp};
+use support::wire::{link_local_of, only_link};
 use support::*;
 
 fn twill_v6(asn: u32, peer_asn: u32, originate: &str) -> String {
@@ -199,10 +200,13 @@ fn frr_ibgp_ipv6_routes_both_ways_and_withdraw() {
         },
         ctx,
     );
+    // Twill sends its link-local next hop beside the global one (RFC 2545, a shared
+    // link); FRR installs the link-local one, through its interface to twill.
+    let t_ll = link_local_of(&t, &only_link(&t));
     wait_for(
         "twill's IPv6 prefix in FRR's kernel (through zebra)",
         SESSION_TIMEOUT,
-        || route_of(&f, "fd00:244:1::/64").contains("via fd00:1::1"),
+        || route_of(&f, "fd00:244:1::/64").contains(&format!("via {t_ll} dev")),
         ctx,
     );
     let shown = frr.vtysh("show bgp ipv6 unicast fd00:244:1::/64");

@@ -130,6 +130,11 @@ pub struct BGPPeerSpec {
     /// Peer with the nodes this selects instead of `peerIP`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_selector: Option<String>,
+    /// Unnumbered peering instead of `peerIP`: peer over this interface's IPv6 link-local
+    /// address with whichever router is on the other end of the link (its address is
+    /// discovered); IPv4 and IPv6 routes both travel with IPv6 next hops (RFC 8950).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
     /// TCP-MD5 password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<SecretKeyRef>,

@@ -36,7 +36,32 @@ impl Validate for BGPPeer {
                 "set at most one of node and nodeSelector",
             ));
         }
+        if let Some(name) = &spec.interface {
+            if spec.peer_ip.is_some() || spec.peer_selector.is_some() {
+                return Err(ValidationError::new(
+                    "spec.interface",
+                    "set only one of peerIP, peerSelector and interface",
+                ));
+            }
+            let valid = !name.is_empty()
+                && name.len() <= 15
+                && !name.contains(['/', ':'])
+                && !name.chars().any(char::is_whitespace);
+            if !valid {
+                return Err(ValidationError::new(
+                    "spec.interface",
+                    format!("{name:?} is not an interface name (1 to 15 bytes)"),
+                ));
+            }
+            if spec.as_number.is_none() {
+                return Err(ValidationError::new(
+                    "spec.asNumber",
+                    "is required with interface",
+                ));
+            }
+        }
         match (&spec.peer_ip, &spec.peer_selector) {
+            (None, None) if spec.interface.is_some() => {}
             (Some(_), Some(_)) => {
                 return Err(ValidationError::new(
                     "spec.peerSelector",
@@ -46,7 +71,7 @@ impl Validate for BGPPeer {
             (None, None) => {
                 return Err(ValidationError::new(
                     "spec.peerIP",
-                    "is required (or peerSelector)",
+                    "is required (or peerSelector, or interface)",
                 ));
             }
             (Some(ip), None) => {
@@ -286,6 +311,29 @@ mod tests {
             .validate()
             .unwrap();
         }
+    }
+
+    #[test]
+    fn unnumbered_peer_names_an_interface_alone_with_an_asn() {
+        let unnumbered = |interface: &str, asn: Option<u32>| BGPPeerSpec {
+            interface: Some(interface.into()),
+            as_number: asn.map(AsNumber),
+            ..Default::default()
+        };
+        peer(unnumbered("eth0", Some(65000))).validate().unwrap();
+        let no_asn = peer(unnumbered("eth0", None)).validate().unwrap_err();
+        assert_eq!(no_asn.field, "spec.asNumber");
+        for bad in ["", "a/b", "sixteen-bytes-xx", "eth 0"] {
+            let e = peer(unnumbered(bad, Some(65000))).validate().unwrap_err();
+            assert_eq!(e.field, "spec.interface", "{bad:?}");
+        }
+        let both = peer(BGPPeerSpec {
+            peer_ip: Some("192.0.2.1".into()),
+            ..unnumbered("eth0", Some(65000))
+        })
+        .validate()
+        .unwrap_err();
+        assert_eq!(both.field, "spec.interface");
     }
 
     #[test]

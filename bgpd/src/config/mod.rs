@@ -151,10 +151,14 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for (i, p) in self.peers.iter().enumerate() {
             p.validate(&format!("peers[{i}]"), self)?;
-            if !seen.insert(p.address) {
+            let (field, key) = match &p.interface {
+                Some(name) => ("interface", name.clone()),
+                None => ("address", p.address.to_string()),
+            };
+            if !seen.insert(key.clone()) {
                 return Err(ConfigError::invalid(
-                    format!("peers[{i}].address"),
-                    format!("{} is configured twice", p.address),
+                    format!("peers[{i}].{field}"),
+                    format!("{key} is configured twice"),
                 ));
             }
         }

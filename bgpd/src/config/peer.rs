@@ -146,6 +146,10 @@ fn default_families() -> Vec<Family> {
     vec![Family::Ipv4Unicast, Family::Ipv6Unicast]
 }
 
+fn unspecified_address() -> IpAddr {
+    IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+}
+
 fn default_hold_time() -> u16 {
     90
 }
@@ -158,7 +162,15 @@ fn default_peer_port() -> u16 {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
+    /// The peer's address; for an unnumbered peer (`interface`), its link-local address
+    /// once discovered (left out, `::`, in the configuration file).
+    #[serde(default = "unspecified_address")]
     pub address: IpAddr,
+    /// Unnumbered peering: peer over this interface's IPv6 link-local address, the
+    /// neighbour's address discovered on the link (router advertisements, echo replies).
+    /// IPv4 routes then travel with IPv6 next hops (extended next hop, RFC 8950).
+    #[serde(default)]
+    pub interface: Option<String>,
     pub asn: u32,
     /// Never connect; wait for the peer to connect.
     #[serde(default)]
@@ -175,6 +187,10 @@ pub struct PeerConfig {
     pub next_hop_self: bool,
     #[serde(default = "default_families")]
     pub families: Vec<Family>,
+    /// RFC 8950 extended next hop: offer to carry IPv4 unicast routes with IPv6 next
+    /// hops (used when the session's own address is IPv6 and the peer agrees).
+    #[serde(default)]
+    pub extended_next_hop: bool,
     #[serde(default)]
     pub graceful_restart: GracefulRestartConfig,
     /// The peer's TCP port (default 179).
@@ -217,6 +233,7 @@ impl PeerConfig {
     pub fn new(address: IpAddr, asn: u32) -> Self {
         Self {
             address,
+            interface: None,
             asn,
             passive: false,
             password: None,
@@ -224,6 +241,7 @@ impl PeerConfig {
             route_reflector_client: false,
             next_hop_self: false,
             families: default_families(),
+            extended_next_hop: false,
             graceful_restart: GracefulRestartConfig::default(),
             port: default_peer_port(),
             source_address: None,
@@ -250,10 +268,23 @@ impl PeerConfig {
                 "AS 0 is reserved (RFC 7607)",
             ));
         }
-        if self.address.is_unspecified() || self.address.is_multicast() {
+        if let Some(name) = &self.interface {
+            if name.is_empty() || name.len() > 15 || name.contains('/') {
+                return Err(ConfigError::invalid(
+                    format!("{at}.interface"),
+                    "must be an interface name (1 to 15 bytes)",
+                ));
+            }
+            if !self.address.is_unspecified() && !crate::kernel::is_link_local(&self.address) {
+                return Err(ConfigError::invalid(
+                    format!("{at}.address"),
+                    "an unnumbered peer (interface) has no address, or a link-local one",
+                ));
+            }
+        } else if self.address.is_unspecified() || self.address.is_multicast() {
             return Err(ConfigError::invalid(
                 format!("{at}.address"),
-                "must be a unicast address",
+                "must be a unicast address (or give an interface)",
             ));
         }
         if self.hold_time != 0 && self.hold_time < 3 {

@@ -184,3 +184,23 @@ fn bfd_out_of_range_values_are_named() {
         assert!(e.starts_with(&format!("peers[0].bfd.{field}:")), "{e}");
     }
 }
+
+#[test]
+fn unnumbered_peers_name_an_interface_instead_of_an_address() {
+    let base = "asn: 65001\nrouter_id: 192.0.2.1\npeers:\n";
+    let c = Config::parse(&format!("{base}  - {{ interface: eth0, asn: 65002 }}\n")).unwrap();
+    assert_eq!(c.peers[0].interface.as_deref(), Some("eth0"));
+    assert!(c.peers[0].address.is_unspecified());
+    // Two unnumbered peers on different interfaces are two peers; on one, a duplicate.
+    let two = "  - { interface: eth0, asn: 65002 }\n  - { interface: eth1, asn: 65003 }\n";
+    assert_eq!(
+        Config::parse(&format!("{base}{two}")).unwrap().peers.len(),
+        2
+    );
+    let dup = "  - { interface: eth0, asn: 65002 }\n  - { interface: eth0, asn: 65003 }\n";
+    assert!(err(&format!("{base}{dup}")).contains("peers[1].interface"));
+    // A global address and an interface contradict each other; neither is no peer.
+    let both = "  - { interface: eth0, address: 192.0.2.2, asn: 65002 }\n";
+    assert!(err(&format!("{base}{both}")).contains("peers[0].address"));
+    assert!(err(&format!("{base}  - {{ asn: 65002 }}\n")).contains("peers[0].address"));
+}

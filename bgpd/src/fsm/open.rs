@@ -53,6 +53,8 @@ pub struct LocalSide {
     /// RFC 4724 F bit per family: forwarding survives our restart (kernel routes are
     /// left in place when we stop), so peers may keep using our routes meanwhile.
     pub forwarding_preserved: bool,
+    /// Offer RFC 8950 extended next hop: IPv4 unicast routes with IPv6 next hops.
+    pub extended_next_hop: bool,
 }
 
 /// The peer's graceful-restart capability (RFC 4724 §3).
@@ -77,6 +79,8 @@ pub struct Negotiated {
     /// Families both sides announced (IPv4 unicast implied without any MP capability).
     pub families: Vec<Family>,
     pub graceful_restart: Option<PeerRestart>,
+    /// RFC 8950: both sides offered IPv4 unicast NLRI with IPv6 next hops.
+    pub extended_next_hop: bool,
 }
 
 impl Negotiated {
@@ -105,6 +109,9 @@ fn afi_safi_family(afi: Afi, safi: Safi) -> Option<Family> {
     }
 }
 
+/// The one RFC 8950 combination this speaker offers and uses: IPv4 unicast, IPv6 next hop.
+const IPV4_OVER_IPV6: (Afi, Safi, Afi) = (Afi::Ipv4, Safi::Unicast, Afi::Ipv6);
+
 /// The OPEN we send.
 pub fn build_open(local: &LocalSide, restarting: bool) -> Open {
     let mut capabilities: Vec<Capability> = local
@@ -116,6 +123,9 @@ pub fn build_open(local: &LocalSide, restarting: bool) -> Open {
         })
         .collect();
     capabilities.push(Capability::RouteRefresh);
+    if local.extended_next_hop && local.families.contains(&Family::Ipv4Unicast) {
+        capabilities.push(Capability::ExtendedNextHop(vec![IPV4_OVER_IPV6]));
+    }
     // Always offered: the session reader relies on it (the peer's OPEN alone decides).
     capabilities.push(Capability::FourOctetAs(local.local_as));
     if let Some(restart_time) = local.graceful_restart {
@@ -158,6 +168,7 @@ pub fn negotiate(local: &LocalSide, open: &Open) -> Result<Negotiated, Notificat
     let mut route_refresh = false;
     let mut mp = Vec::new();
     let mut gr = None;
+    let mut extended_next_hop = false;
     for cap in &open.capabilities {
         match cap {
             Capability::FourOctetAs(asn) => four_octet = Some(*asn),
@@ -181,6 +192,9 @@ pub fn negotiate(local: &LocalSide, open: &Open) -> Result<Negotiated, Notificat
                         .filter_map(|(a, s, _)| afi_safi_family(*a, *s))
                         .collect(),
                 });
+            }
+            Capability::ExtendedNextHop(entries) => {
+                extended_next_hop |= entries.contains(&IPV4_OVER_IPV6);
             }
             Capability::Other { .. } => {}
         }
@@ -208,12 +222,14 @@ pub fn negotiate(local: &LocalSide, open: &Open) -> Result<Negotiated, Notificat
         // No MP capability at all: plain RFC 4271 IPv4 unicast.
         mp.push(Family::Ipv4Unicast);
     }
-    let families = local
+    let families: Vec<Family> = local
         .families
         .iter()
         .copied()
         .filter(|f| mp.contains(f))
         .collect();
+    let extended_next_hop =
+        extended_next_hop && local.extended_next_hop && families.contains(&Family::Ipv4Unicast);
     Ok(Negotiated {
         peer_as,
         peer_id: open.router_id,
@@ -222,5 +238,6 @@ pub fn negotiate(local: &LocalSide, open: &Open) -> Result<Negotiated, Notificat
         route_refresh,
         families,
         graceful_restart: gr,
+        extended_next_hop,
     })
 }

@@ -18,6 +18,7 @@ fn cfg(passive: bool) -> FsmConfig {
             graceful_restart: Some(120),
             restarting: false,
             forwarding_preserved: true,
+            extended_next_hop: false,
         },
         passive,
         connect_retry: Duration::from_secs(2),
@@ -501,6 +502,7 @@ fn restarting_speaker_sets_the_restart_bit_and_forwarding_flags_in_its_open() {
     let restarted = gr(LocalSide {
         restarting: true,
         forwarding_preserved: false,
+        extended_next_hop: false,
         ..cfg(false).local
     })
     .unwrap();
@@ -516,4 +518,37 @@ fn restarting_speaker_sets_the_restart_bit_and_forwarding_flags_in_its_open() {
     f.process(Input::Start);
     let out = f.process(Input::TcpConnected(C1));
     assert!(out.iter().any(|o| matches!(o, Output::Send(_, Message::Open(o)) if o.capabilities.iter().any(|c| matches!(c, Capability::GracefulRestart { restarting: true, .. })))));
+}
+
+#[test]
+fn extended_next_hop_is_offered_when_configured_and_needs_both_sides() {
+    use crate::packet::{Afi, Safi};
+    let ipv4_over_ipv6 = Capability::ExtendedNextHop(vec![(Afi::Ipv4, Safi::Unicast, Afi::Ipv6)]);
+    let mut local = cfg(false).local;
+    assert!(
+        !build_open(&local, false)
+            .capabilities
+            .contains(&ipv4_over_ipv6)
+    );
+    local.extended_next_hop = true;
+    assert!(
+        build_open(&local, false)
+            .capabilities
+            .contains(&ipv4_over_ipv6)
+    );
+
+    let mut theirs = peer_open(90, [192, 0, 2, 9]);
+    assert!(!negotiate(&local, &theirs).unwrap().extended_next_hop);
+    // Only the IPv4-over-IPv6 entry counts.
+    theirs.capabilities.push(Capability::ExtendedNextHop(vec![(
+        Afi::Ipv6,
+        Safi::Unicast,
+        Afi::Ipv4,
+    )]));
+    assert!(!negotiate(&local, &theirs).unwrap().extended_next_hop);
+    theirs.capabilities.push(ipv4_over_ipv6);
+    assert!(negotiate(&local, &theirs).unwrap().extended_next_hop);
+    // Not configured here: not used, whatever the peer offers.
+    local.extended_next_hop = false;
+    assert!(!negotiate(&local, &theirs).unwrap().extended_next_hop);
 }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteProtocol,
-    RouteScope, RouteType,
+    RouteScope, RouteType, RouteVia,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::packet_core::{
@@ -69,8 +69,9 @@ pub(crate) fn validate(change: &RouteChange) -> Result<(), String> {
     if route.nexthops.is_empty() {
         return Err("route has no next hop".to_owned());
     }
-    let v4 = matches!(route.prefix, IpNet::V4(_));
-    if let Some(nh) = route.nexthops.iter().find(|nh| nh.gateway.is_ipv4() != v4) {
+    // RFC 8950: an IPv4 route may go via an IPv6 gateway (RTA_VIA), never the reverse.
+    let v6 = matches!(route.prefix, IpNet::V6(_));
+    if let Some(nh) = route.nexthops.iter().find(|nh| nh.gateway.is_ipv4() && v6) {
         return Err(format!("next hop {nh} is of the other address family"));
     }
     if let Some(nh) = route
@@ -90,8 +91,7 @@ pub(crate) fn route_message(cfg: &KernelConfig, change: &RouteChange) -> RouteNe
             let mut msg = base(cfg, &route.prefix, RouteType::Unicast, RouteScope::Universe);
             match route.nexthops.as_slice() {
                 [one] => {
-                    msg.attributes
-                        .push(RouteAttribute::Gateway(RouteAddress::from(one.gateway)));
+                    msg.attributes.push(gateway(&route.prefix, one.gateway));
                     if let Some(oif) = one.oif {
                         msg.attributes.push(RouteAttribute::Oif(oif));
                     }
@@ -102,8 +102,7 @@ pub(crate) fn route_message(cfg: &KernelConfig, change: &RouteChange) -> RouteNe
                         .map(|nh| {
                             let mut hop = RouteNextHop::default();
                             hop.interface_index = nh.oif.unwrap_or(0);
-                            hop.attributes =
-                                vec![RouteAttribute::Gateway(RouteAddress::from(nh.gateway))];
+                            hop.attributes = vec![gateway(&route.prefix, nh.gateway)];
                             hop
                         })
                         .collect();
@@ -120,6 +119,15 @@ pub(crate) fn route_message(cfg: &KernelConfig, change: &RouteChange) -> RouteNe
             RouteType::Unicast,
             RouteScope::NoWhere,
         )),
+    }
+}
+
+/// The gateway of a next hop: RTA_GATEWAY in the route's own family, RTA_VIA (`via inet6`)
+/// for an IPv6 gateway of an IPv4 route (RFC 8950).
+fn gateway(prefix: &IpNet, gw: IpAddr) -> RouteAttribute {
+    match (prefix, gw) {
+        (IpNet::V4(_), IpAddr::V6(v6)) => RouteAttribute::Via(RouteVia::Inet6(v6)),
+        _ => RouteAttribute::Gateway(RouteAddress::from(gw)),
     }
 }
 
@@ -285,15 +293,17 @@ pub(crate) fn parse_route(cfg: &KernelConfig, payload: &[u8]) -> Option<KernelRo
             RouteAttribute::Priority(p) => metric = *p,
             RouteAttribute::Destination(a) => dst = address(a),
             RouteAttribute::Gateway(a) => gateway = address(a),
+            RouteAttribute::Via(v) => gateway = via(v),
             RouteAttribute::Oif(i) => oif = Some(*i),
             RouteAttribute::MultiPath(hops) => {
                 for hop in hops {
                     for a in &hop.attributes {
-                        if let RouteAttribute::Gateway(gw) = a {
-                            nexthops.extend(
-                                address(gw).map(|g| NextHop::new(g, Some(hop.interface_index))),
-                            );
-                        }
+                        let gw = match a {
+                            RouteAttribute::Gateway(gw) => address(gw),
+                            RouteAttribute::Via(v) => via(v),
+                            _ => None,
+                        };
+                        nexthops.extend(gw.map(|g| NextHop::new(g, Some(hop.interface_index))));
                     }
                 }
             }
@@ -312,6 +322,14 @@ pub(crate) fn parse_route(cfg: &KernelConfig, payload: &[u8]) -> Option<KernelRo
     };
     let prefix = IpNet::new(dst, h.destination_prefix_length).ok()?;
     Some(KernelRoute::new(prefix, nexthops))
+}
+
+fn via(v: &RouteVia) -> Option<IpAddr> {
+    match v {
+        RouteVia::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteVia::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
 }
 
 fn address(a: &RouteAddress) -> Option<IpAddr> {
@@ -397,6 +415,37 @@ mod tests {
                 .any(|a| matches!(a, RouteAttribute::Gateway(_)))
         );
         assert_eq!(parse_route(&cfg(), msg.payload), Some(r));
+    }
+
+    #[test]
+    fn ipv4_routes_via_ipv6_gateways_use_rta_via_both_ways() {
+        // `ip route replace 10.244.2.0/26 via inet6 2001:db8:1::2`: RTA_VIA, no RTA_GATEWAY.
+        let one = route("10.244.2.0/26", &["2001:db8:1::2"]);
+        let buf = framed(&RouteChange::Replace(one.clone()), 1);
+        let msg = messages(&buf).next().unwrap();
+        let parsed = RouteMessage::parse(msg.payload).unwrap();
+        assert!(
+            parsed
+                .attributes
+                .contains(&RouteAttribute::Via(RouteVia::Inet6(
+                    "2001:db8:1::2".parse().unwrap()
+                )))
+        );
+        assert!(
+            !parsed
+                .attributes
+                .iter()
+                .any(|a| matches!(a, RouteAttribute::Gateway(_)))
+        );
+        assert_eq!(parse_route(&cfg(), msg.payload), Some(one));
+        // Link-local gateways keep their interface; multipath hops use RTA_VIA too.
+        let two = KernelRoute::new(
+            "10.244.2.0/26".parse().unwrap(),
+            vec![via_dev("fe80::2", 7), via_dev("fe80::3", 9)],
+        );
+        let buf = framed(&RouteChange::Replace(two.clone()), 1);
+        let msg = messages(&buf).next().unwrap();
+        assert_eq!(parse_route(&cfg(), msg.payload), Some(two));
     }
 
     #[test]
@@ -490,7 +539,15 @@ mod tests {
     #[test]
     fn validate_rejects_routes_without_or_with_mismatched_next_hops() {
         assert!(validate(&RouteChange::Replace(route("10.244.0.0/26", &[]))).is_err());
-        assert!(validate(&RouteChange::Replace(route("10.244.0.0/26", &["fd00::1"]))).is_err());
+        assert!(validate(&RouteChange::Replace(route("fd00::/64", &["192.0.2.1"]))).is_err());
+        // RFC 8950: an IPv4 route via an IPv6 gateway is fine.
+        assert!(
+            validate(&RouteChange::Replace(route(
+                "10.244.0.0/26",
+                &["2001:db8::1"]
+            )))
+            .is_ok()
+        );
         assert!(
             validate(&RouteChange::Replace(route(
                 "10.244.0.0/26",

@@ -68,6 +68,27 @@ fn decode_one(code: u8, value: &[u8]) -> Result<Capability, OpenError> {
             }
             Capability::RouteRefresh
         }
+        // (NLRI AFI (2) | NLRI SAFI (2) | Nexthop AFI (2))*
+        cc::EXTENDED_NEXT_HOP => {
+            if value.is_empty() || !value.len().is_multiple_of(6) {
+                return Err(OpenError::Malformed(
+                    "extended next hop capability not a list of 6-octet entries",
+                ));
+            }
+            Capability::ExtendedNextHop(
+                value
+                    .chunks_exact(6)
+                    .map(|e| {
+                        let safi = u16::from_be_bytes([e[2], e[3]]);
+                        (
+                            Afi::from_u16(u16::from_be_bytes([e[0], e[1]])),
+                            Safi::from_u8(u8::try_from(safi).unwrap_or(u8::MAX)),
+                            Afi::from_u16(u16::from_be_bytes([e[4], e[5]])),
+                        )
+                    })
+                    .collect(),
+            )
+        }
         // Restart Flags (4 bits) | Restart Time (12 bits) | (AFI (2) | SAFI (1) | Flags (1))*
         cc::GRACEFUL_RESTART => {
             let [f0, f1, families @ ..] = value else {
@@ -118,6 +139,7 @@ impl Capability {
             Capability::Multiprotocol { .. } | Capability::FourOctetAs(_) => 4,
             Capability::RouteRefresh => 0,
             Capability::GracefulRestart { families, .. } => 2 + 4 * families.len().min(63),
+            Capability::ExtendedNextHop(entries) => 6 * entries.len().min(42),
             Capability::Other { value, .. } => value.len().min(255),
         }
     }
@@ -147,6 +169,16 @@ impl Capability {
                     buf.put_u16(afi.to_u16());
                     buf.put_u8(safi.to_u8());
                     buf.put_u8(if *forwarding { GR_FORWARDING } else { 0 });
+                }
+            }
+            Capability::ExtendedNextHop(entries) => {
+                let entries = &entries[..entries.len().min(42)];
+                buf.put_u8(cc::EXTENDED_NEXT_HOP);
+                buf.put_u8(6 * entries.len() as u8);
+                for (afi, safi, nh_afi) in entries {
+                    buf.put_u16(afi.to_u16());
+                    buf.put_u16(u16::from(safi.to_u8()));
+                    buf.put_u16(nh_afi.to_u16());
                 }
             }
             Capability::FourOctetAs(asn) => {

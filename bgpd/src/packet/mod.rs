@@ -114,6 +114,8 @@ pub enum Capability {
     Multiprotocol { afi: Afi, safi: Safi },
     /// Code 2, RFC 2918.
     RouteRefresh,
+    /// Code 5, RFC 8950: NLRI of (AFI, SAFI) may carry a next hop of the third AFI.
+    ExtendedNextHop(Vec<(Afi, Safi, Afi)>),
     /// Code 64, RFC 4724.
     GracefulRestart {
         /// The R bit: the sender has restarted.

@@ -19,7 +19,9 @@ const MP_HEADER: usize = 4;
 /// IPv4 prefixes travel in the NLRI and Withdrawn Routes fields (`attrs.next_hop` must be
 /// set for them); IPv6 prefixes in MP_REACH_NLRI, whose next hop comes from
 /// `attrs.mp_reach` (its own `nlri` is ignored; IPv6 announcements are skipped when it is
-/// `None`), and MP_UNREACH_NLRI. `attrs.mp_unreach` is ignored.
+/// `None`), and MP_UNREACH_NLRI. `attrs.mp_unreach` is ignored. When `attrs.mp_reach` is of
+/// AFI IPv4 (an IPv6 next hop, RFC 8950), it is the IPv4 announcements that go in
+/// MP_REACH_NLRI (and IPv6 ones are skipped); IPv4 withdrawals still use Withdrawn Routes.
 pub fn pack_updates(
     attrs: &PathAttributes,
     announce: &[IpNet],
@@ -29,8 +31,16 @@ pub fn pack_updates(
 ) -> usize {
     let (w4, w6): (Vec<IpNet>, Vec<IpNet>) =
         withdraw.iter().partition(|n| matches!(n, IpNet::V4(_)));
-    let (a4, a6): (Vec<IpNet>, Vec<IpNet>) =
+    // RFC 8950: an IPv4 MP_REACH_NLRI template (an IPv6 next hop) takes the IPv4 prefixes.
+    let v4_in_mp = attrs
+        .mp_reach
+        .as_ref()
+        .is_some_and(|m| m.afi == super::Afi::Ipv4);
+    let (mut a4, mut a6): (Vec<IpNet>, Vec<IpNet>) =
         announce.iter().partition(|n| matches!(n, IpNet::V4(_)));
+    if v4_in_mp {
+        a6 = std::mem::take(&mut a4);
+    }
     let mut messages = 0;
 
     // IPv4 withdrawals: header, Withdrawn Routes, empty attributes.
@@ -191,5 +201,40 @@ mod tests {
             1
         );
         assert_eq!(&buf[16..], &[0, 27, 2, 0, 4, 24, 10, 244, 1, 0, 0]);
+    }
+
+    #[test]
+    fn ipv4_prefixes_with_an_ipv6_next_hop_go_in_mp_reach() {
+        let attrs = PathAttributes {
+            origin: Some(super::super::Origin::Igp),
+            mp_reach: Some(MpReach {
+                afi: super::super::Afi::Ipv4,
+                safi: Safi::Unicast,
+                next_hop: "2001:db8::1".parse().unwrap(),
+                link_local_next_hop: Some("fe80::1".parse().unwrap()),
+                nlri: Vec::new(),
+            }),
+            ..PathAttributes::default()
+        };
+        let nets: Vec<IpNet> = vec![
+            "10.244.1.0/26".parse().unwrap(),
+            "10.244.1.64/26".parse().unwrap(),
+        ];
+        let mut buf = BytesMut::new();
+        let cxt = DecodeCxt::default();
+        assert_eq!(pack_updates(&attrs, &nets, &[], &cxt, &mut buf), 1);
+        let Ok(Some(Message::Update(u))) = super::super::decode_message(&mut buf, &cxt) else {
+            panic!("not one UPDATE");
+        };
+        assert!(u.nlri.is_empty(), "no IPv4 NLRI field: {u:?}");
+        assert_eq!(u.attrs.next_hop, None);
+        let mp = u.attrs.mp_reach.unwrap();
+        assert_eq!(mp.afi, super::super::Afi::Ipv4);
+        assert_eq!(
+            mp.next_hop,
+            "2001:db8::1".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!(mp.link_local_next_hop, Some("fe80::1".parse().unwrap()));
+        assert_eq!(mp.nlri, nets);
     }
 }

@@ -365,10 +365,21 @@ async fn sleep_until(d: Option<Instant>) {
     }
 }
 
+/// Where to connect: a link-local peer address is scoped to the peer's interface.
+fn peer_socket_addr(peer: &crate::config::PeerConfig) -> SocketAddr {
+    match (peer.address, &peer.interface) {
+        (IpAddr::V6(a), Some(name)) if crate::kernel::is_link_local(&peer.address) => {
+            let scope = crate::unnumbered::interface_index(name).unwrap_or(0);
+            SocketAddr::V6(std::net::SocketAddrV6::new(a, peer.port, 0, scope))
+        }
+        (a, _) => SocketAddr::new(a, peer.port),
+    }
+}
+
 /// Connect parameters for a peer.
 pub fn connect_params(peer: &crate::config::PeerConfig) -> ConnectParams {
     ConnectParams {
-        peer: SocketAddr::new(peer.address, peer.port),
+        peer: peer_socket_addr(peer),
         source: peer.source_address,
         password: peer.password.clone(),
         ttl_security: peer.ttl_security,

@@ -60,7 +60,9 @@ pub(super) fn export(
                 if b.source.addr == Some(peer.cfg.address) {
                     return None;
                 }
-                let key = Arc::as_ptr(b) as usize;
+                // Keyed by path and family: what is sent differs for an IPv4 and an IPv6
+                // prefix of one path (the low bit of an `Arc` pointer is always clear).
+                let key = Arc::as_ptr(b) as usize | usize::from(n.addr().is_ipv4());
                 if let Some((k, a)) = &last
                     && *k == key
                 {
@@ -169,21 +171,29 @@ fn outbound(ctx: &ExportCtx, peer: &Peer, best: &Path, n: &IpNet) -> Option<Arc<
         || best.source.is_local()
         || crate::kernel::is_link_local(&best.next_hop);
     let next_hop = if next_hop_self {
-        live.local_addr
+        match (live.local_addr, n, live.link_global_v6) {
+            // IPv6 over an IPv4 session: our IPv6 address on the link.
+            (IpAddr::V4(_), IpNet::V6(_), Some(v6)) => IpAddr::V6(v6),
+            _ => live.local_addr,
+        }
     } else {
         best.next_hop
     };
-    if !same_family(&next_hop, n) || next_hop.is_unspecified() {
+    // RFC 8950: an IPv4 prefix goes with an IPv6 next hop when the peer agreed to it.
+    let extended = live.negotiated.extended_next_hop && matches!(n, IpNet::V4(_));
+    if !(same_family(&next_hop, n) || extended && next_hop.is_ipv6()) || next_hop.is_unspecified() {
         return None;
     }
     match next_hop {
         IpAddr::V4(v4) => a.next_hop = Some(v4),
         IpAddr::V6(v6) => {
+            // RFC 2545 §3: our own next hop on a shared link goes with its link-local twin.
+            let link_local_next_hop = live.link_local.filter(|_| next_hop_self);
             a.mp_reach = Some(MpReach {
-                afi: Afi::Ipv6,
+                afi: if extended { Afi::Ipv4 } else { Afi::Ipv6 },
                 safi: Safi::Unicast,
                 next_hop: IpAddr::V6(v6),
-                link_local_next_hop: None,
+                link_local_next_hop,
                 nlri: Vec::new(),
             });
         }

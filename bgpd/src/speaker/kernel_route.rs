@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::peer::Peer;
-use super::same_family;
+use super::usable_next_hop;
 use crate::kernel::{KernelRoute, KernelSync, NextHop, is_link_local};
 use crate::rib::Rib;
 
@@ -22,7 +22,8 @@ pub(super) async fn applied(kernel: &Option<KernelSync>) {
 
 /// The kernel route for a prefix: the next hops of its ECMP set, or `None` when the
 /// prefix has no usable learned path (originated here, or next hops the kernel cannot use).
-/// A link-local next hop goes out of the interface its peer is reached through.
+/// A link-local next hop goes out of the interface its peer is reached through; an IPv4
+/// prefix may have IPv6 next hops (RFC 8950).
 pub(super) fn kernel_route(
     rib: &Rib,
     peers: &HashMap<IpAddr, Peer>,
@@ -35,7 +36,7 @@ pub(super) fn kernel_route(
     let hops: Vec<NextHop> = d
         .multipath()
         .iter()
-        .filter(|p| same_family(&p.next_hop, n) && !p.next_hop.is_unspecified())
+        .filter(|p| usable_next_hop(&p.next_hop, n) && !p.next_hop.is_unspecified())
         .filter_map(|p| {
             if !is_link_local(&p.next_hop) {
                 return Some(NextHop::from(p.next_hop));

@@ -19,11 +19,13 @@ mod export;
 mod ingest;
 mod kernel_feed;
 mod kernel_route;
+pub(crate) mod link;
 mod owner;
 mod peer;
 mod policy_change;
 mod status;
 mod types;
+mod unnumbered_peers;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -207,7 +209,8 @@ impl Speaker {
 
     /// Replaces the peer list and filters. Unchanged peers keep their sessions; changed
     /// ones restart (Cease "other configuration change"); removed ones get Cease
-    /// "peer de-configured".
+    /// "peer de-configured". An unnumbered peer (`interface`) joins once its neighbour's
+    /// link-local address is found on that interface.
     pub fn set_peers(
         &self,
         peers: Vec<PeerConfig>,
@@ -283,6 +286,12 @@ impl Speaker {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), rx).await;
         }
     }
+}
+
+/// Whether `a` can be the next hop of `n` in the kernel: the same family, or (RFC 8950)
+/// an IPv6 next hop of an IPv4 prefix.
+pub(crate) fn usable_next_hop(a: &IpAddr, n: &IpNet) -> bool {
+    same_family(a, n) || matches!((a, n), (IpAddr::V6(_), IpNet::V4(_)))
 }
 
 /// The address family of an IP address, for next-hop checks.

@@ -30,6 +30,8 @@ use crate::session::{self, SessionCmd, SessionEvent, SessionKey, sockopt};
 pub(super) enum Aux {
     /// The interface to a peer, for its link-local next hops.
     Oif { key: SessionKey, oif: Option<u32> },
+    /// An unnumbered peer's neighbour, found on its interface.
+    Neighbour(crate::unnumbered::Found),
 }
 
 pub(super) struct Owner {
@@ -68,6 +70,7 @@ pub(super) struct Owner {
     /// Peers whose BFD session went down: their BGP session stays down (no connect, no
     /// accept) until BFD is Up again.
     pub(super) bfd_held: HashSet<IpAddr>,
+    pub(super) unnumbered: super::unnumbered_peers::Unnumbered,
 }
 
 impl Owner {
@@ -121,6 +124,7 @@ impl Owner {
             bfd_rx: Some(bfd_rx),
             bfd_status: HashMap::new(),
             bfd_held: HashSet::new(),
+            unnumbered: Default::default(),
         };
         o.originate(cfg.originate, Communities::default());
         o.set_peers(cfg.peers, cfg.filters);
@@ -252,7 +256,16 @@ impl Owner {
             .collect()
     }
 
-    fn set_peers(&mut self, peers: Vec<PeerConfig>, filters: BTreeMap<String, Filter>) {
+    pub(super) fn aux_sender(&self) -> mpsc::UnboundedSender<Aux> {
+        self.aux_tx.clone()
+    }
+
+    pub(super) fn set_peers(
+        &mut self,
+        configured: Vec<PeerConfig>,
+        filters: BTreeMap<String, Filter>,
+    ) {
+        let peers = self.resolve_peers(configured);
         let filters_changed = filters != self.filters;
         self.filters = filters;
         let wanted: HashMap<IpAddr, PeerConfig> =
@@ -417,6 +430,7 @@ impl Owner {
                 // Routes of a previous run in the kernel: we restarted and kept forwarding.
                 restarting: self.kernel_existing.is_some(),
                 forwarding_preserved: self.kernel.is_some(),
+                extended_next_hop: cfg.extended_next_hop,
             },
             passive: cfg.passive,
             connect_retry: Duration::from_secs(u64::from(cfg.connect_retry.unwrap_or(5).max(1))),
@@ -521,6 +535,7 @@ impl Owner {
 
     fn aux(&mut self, aux: Aux) {
         match aux {
+            Aux::Neighbour(f) => self.neighbour_found(f),
             Aux::Oif { key, oif } => {
                 let Some(p) = self.peers.get_mut(&key.peer) else {
                     return;
@@ -549,7 +564,14 @@ impl Owner {
 
     fn established(&mut self, addr: IpAddr, negotiated: Negotiated, local_addr: IpAddr) {
         let (asn, cluster) = (self.asn, self.cluster_id);
+        // An unnumbered peer is reached through its interface by definition.
+        let interface_oif = self
+            .peers
+            .get(&addr)
+            .and_then(|p| p.cfg.interface.as_deref())
+            .and_then(|n| crate::unnumbered::interface_index(n).ok());
         if let Some(k) = self.kernel.clone()
+            && interface_oif.is_none()
             && let Some(key) = self.peers.get(&addr).map(|p| p.session.key)
         {
             let tx = self.aux_tx.clone();
@@ -575,12 +597,15 @@ impl Owner {
             rr_client: p.cfg.route_reflector_client && cluster.is_some(),
         });
         let eor_pending = negotiated.families.iter().copied().collect();
+        let addrs = super::link::interface_addrs();
         p.live = Some(Live {
             negotiated,
             local_addr,
             source,
             eor_pending,
-            oif: None,
+            oif: interface_oif,
+            link_local: super::link::shared_link_local(&addrs, local_addr, addr),
+            link_global_v6: super::link::shared_link_global_v6(&addrs, local_addr, addr),
         });
         p.out.clear();
         self.send_full_table(addr);

@@ -26,6 +26,12 @@ pub(super) struct Live {
     /// (resolved from the kernel once the session is up; `None` until then or without
     /// kernel install).
     pub oif: Option<u32>,
+    /// Our link-local address on the link shared with the peer (RFC 2545), sent beside
+    /// the global next hop of IPv6 routes; `None` for a peer not on a shared link.
+    pub link_local: Option<std::net::Ipv6Addr>,
+    /// Our global IPv6 address on the link shared with the peer: the next hop of IPv6
+    /// routes sent over an IPv4 session.
+    pub link_global_v6: Option<std::net::Ipv6Addr>,
 }
 
 /// One configured peer: its configuration, session handle and state, its Adj-RIB-Out and

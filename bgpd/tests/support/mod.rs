@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod peers;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -61,7 +61,10 @@ pub fn apply(
     };
     match profiles.get(name) {
         Some(profile) => {
-            p.bfd = Some(bfd_config(&profile.spec, is_multihop(me, p.address)));
+            p.bfd = Some(bfd_config(
+                &profile.spec,
+                p.interface.is_none() && is_multihop(me, p.address),
+            ));
             None
         }
         None => {

@@ -221,19 +221,21 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
 
     let mesh_bfd = global.and_then(|g| g.node_mesh_bfd_profile.as_deref());
 
-    let mut peers: BTreeMap<IpAddr, PeerConfig> = BTreeMap::new();
-    // The first peering of an address wins; its BFD profile comes with it (a dangling
-    // one holds the peer).
-    let add =
-        |mut p: PeerConfig, bfd_profile: Option<&str>, peers: &mut BTreeMap<IpAddr, PeerConfig>| {
-            if peers.contains_key(&p.address) {
-                return;
-            }
-            if let Some(reason) = bfd::apply(&mut p, bfd_profile, inp.bfd_profiles, me) {
-                hold(&mut p, &reason);
-            }
-            peers.insert(p.address, p);
-        };
+    // Keyed by address and interface: unnumbered peers have no address (yet). The first
+    // peering of an address wins; its BFD profile comes with it (a dangling one holds the
+    // peer).
+    type Peers = BTreeMap<(IpAddr, Option<String>), PeerConfig>;
+    let mut peers: Peers = BTreeMap::new();
+    let add = |mut p: PeerConfig, bfd_profile: Option<&str>, peers: &mut Peers| {
+        let key = (p.address, p.interface.clone());
+        if peers.contains_key(&key) {
+            return;
+        }
+        if let Some(reason) = bfd::apply(&mut p, bfd_profile, inp.bfd_profiles, me) {
+            hold(&mut p, &reason);
+        }
+        peers.insert(key, p);
+    };
     // A session with another node: iBGP or eBGP by AS, route-reflector client when I
     // reflect and it is outside my cluster.
     let node_peer = |other: &Node, address: IpAddr| -> PeerConfig {
@@ -279,7 +281,9 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
             p.export = filters.clone();
             p
         };
-        match (&spec.peer_ip, &selector) {
+        // Unnumbered (`interface`): the speaker discovers the address on the link.
+        let unnumbered = spec.interface.as_ref().map(|_| "::".to_owned());
+        match (spec.peer_ip.as_ref().or(unnumbered.as_ref()), &selector) {
             (Some(ip), _) if applies => {
                 let (address, port) = match parse_peer_ip(ip) {
                     Ok(x) => x,
@@ -293,10 +297,17 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
                     continue;
                 };
                 let source = match spec.source_address.as_deref() {
+                    _ if spec.interface.is_some() => None,
                     Some("None") => None,
                     _ => my_address(me, &address),
                 };
                 let mut p = base_peer(address, peer_asn, source);
+                if let Some(name) = &spec.interface {
+                    // Both families over the link-local session, IPv4 with IPv6 next hops.
+                    p.interface = Some(name.clone());
+                    p.families = vec![Family::Ipv4Unicast, Family::Ipv6Unicast];
+                    p.extended_next_hop = true;
+                }
                 if let Some(port) = port {
                     p.port = port;
                 }
@@ -403,15 +414,20 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
             list.retain(|f| filters.contains_key(f));
         }
         let reason = format!("BGPFilter not found: {}", missing.join(", "));
-        warnings.push(format!(
-            "peer {}: {reason}; held until it exists",
-            p.address
-        ));
+        let who = p
+            .interface
+            .as_ref()
+            .map_or_else(|| p.address.to_string(), |i| format!("on {i}"));
+        warnings.push(format!("peer {who}: {reason}; held until it exists"));
         hold(p, &reason);
     }
     for p in &peers {
         if let Some(held) = p.held.as_deref().filter(|h| h.contains("BFDProfile")) {
-            warnings.push(format!("peer {}: {held}; held until it exists", p.address));
+            let who = p
+                .interface
+                .as_ref()
+                .map_or_else(|| p.address.to_string(), |i| format!("on {i}"));
+            warnings.push(format!("peer {who}: {held}; held until it exists"));
         }
     }
     warnings.dedup();

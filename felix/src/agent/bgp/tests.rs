@@ -491,3 +491,34 @@ fn a_dangling_mesh_bfd_profile_holds_the_mesh_sessions() {
         p.peers
     );
 }
+
+#[test]
+fn unnumbered_peers_become_interface_peers_of_both_families_with_extended_next_hop() {
+    let mut w = World::three();
+    w.mesh(false, Some(65010));
+    for (name, interface) in [("tor-a", "eth0"), ("tor-b", "eth1")] {
+        w.peers.extend([peer(
+            name,
+            BGPPeerSpec {
+                node: Some("n1".into()),
+                interface: Some(interface.into()),
+                as_number: Some(AsNumber(65000)),
+                ..Default::default()
+            },
+        )]);
+    }
+    let p = w.plan("n1");
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    // Two peers (no address yet, one per interface), not one collapsed into the other.
+    let interfaces: Vec<_> = p.peers.iter().map(|x| x.interface.clone()).collect();
+    assert_eq!(interfaces, [Some("eth0".into()), Some("eth1".into())]);
+    for x in &p.peers {
+        assert!(x.address.is_unspecified());
+        assert_eq!(x.asn, 65000);
+        assert_eq!(x.families, [Family::Ipv4Unicast, Family::Ipv6Unicast]);
+        assert!(x.extended_next_hop);
+        assert_eq!(x.source_address, None);
+    }
+    // Only the node it names.
+    assert!(w.plan("n2").peers.is_empty());
+}
