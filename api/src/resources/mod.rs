@@ -32,7 +32,7 @@ pub use ipam::{
     AffinityState, AllocationAttribute, BlockAffinity, BlockAffinitySpec, IPAMBlock, IPAMBlockSpec,
     IPAMConfig, IPAMConfigSpec, IPAMHandle, IPAMHandleSpec, IPReservation, IPReservationSpec,
 };
-pub use ippool::{IPPool, IPPoolSpec};
+pub use ippool::{IPPool, IPPoolSpec, IPPoolUse};
 pub use kinds::{KindInfo, Resource};
 pub use node::{Node, NodeBGPSpec, NodeSpec};
 pub use policy::{GlobalNetworkPolicy, GlobalNetworkPolicySpec};
