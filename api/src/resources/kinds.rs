@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::native::{KubeNode, Namespace, NetworkPolicy, Pod};
+use super::native::{KubeNode, Namespace, NetworkPolicy, Pod, Service};
 use super::unknown::{UnknownFieldCounter, decode_noting_unknown};
 use super::{
     BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity, FelixConfiguration, GlobalNetworkPolicy,
@@ -210,6 +210,8 @@ kinds! {
         aliases: ["pod", "po"], namespaced: true, crd: None },
     KUBENODE: KubeNode = { kind: "Node", api_version: "v1", group: "", plural: "nodes",
         aliases: ["kubenode", "kubenodes"], namespaced: false, crd: None },
+    SERVICE: Service = { kind: "Service", api_version: "v1", group: "", plural: "services",
+        aliases: ["service", "svc"], namespaced: true, crd: None },
 }
 
 /// Looks a kind up by any of its names (`ippool`, `ippools`, `pool`, `IPPool`). Twill's

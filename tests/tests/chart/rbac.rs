@@ -110,6 +110,10 @@ fn ipam_controller_cluster_role_lists_exactly_what_the_controller_needs() {
     let want = expect(&[
         ("", &["pods"], &["list"]),
         ("", &["nodes"], &["list", "watch"]),
+        // LoadBalancer IPAM: Services' addresses in their status, Events on failures.
+        ("", &["services"], &["list", "watch"]),
+        ("", &["services/status"], &["update"]),
+        ("", &["events"], &["create"]),
         // get and update: the controller holds a finalizer on pools in use.
         (GROUP, &["ippools"], &["get", "list", "watch", "update"]),
         (GROUP, &["ippools/status"], &["update"]),
