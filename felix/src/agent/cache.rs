@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use twill_api::datastore::WatchEvent;
-use twill_api::resources::native::{Namespace, NetworkPolicy};
+use twill_api::resources::native::{Namespace, NetworkPolicy, Service};
 use twill_api::resources::{
     BGPConfiguration, BGPFilter, BGPPeer, FelixConfiguration, GlobalNetworkPolicy, IPAMBlock,
     IPPool, Node, WorkloadEndpoint,
@@ -35,13 +35,15 @@ pub struct Snapshot {
     pub bgp_filters: BTreeMap<Key, BGPFilter>,
     pub blocks: BTreeMap<Key, IPAMBlock>,
     pub felix_configs: BTreeMap<Key, FelixConfiguration>,
+    /// Services (their addresses are advertised per `BGPConfiguration`).
+    pub services: BTreeMap<Key, Service>,
     pub policy: PolicyInputs,
     /// Kinds listed at least once.
     pub synced: Vec<&'static str>,
 }
 
 /// How many kinds felix watches (the snapshot is complete when all are synced).
-pub const WATCHED_KINDS: usize = 11;
+pub const WATCHED_KINDS: usize = 12;
 
 impl Snapshot {
     pub fn is_complete(&self) -> bool {
@@ -99,6 +101,7 @@ cached_plain! {
     BGPFilter => bgp_filters,
     IPAMBlock => blocks,
     FelixConfiguration => felix_configs,
+    Service => services,
 }
 
 fn name_key<T: kube::Resource>(o: &T) -> String {
@@ -204,5 +207,6 @@ pub fn watch_all(ds: &Datastore, tx: &mpsc::Sender<Change>) -> Vec<TaskGuard> {
         watch::<NetworkPolicy>(ds, tx.clone()),
         watch::<GlobalNetworkPolicy>(ds, tx.clone()),
         watch::<FelixConfiguration>(ds, tx.clone()),
+        watch::<Service>(ds, tx.clone()),
     ]
 }

@@ -57,7 +57,7 @@ fn felix_cluster_role_lists_exactly_what_the_node_agent_needs() {
     let role: ClusterRole = objects.typed("ClusterRole", NODE);
     let want = expect(&[
         ("", &["nodes", "pods"], READ),
-        ("", &["namespaces"], &["list", "watch"]),
+        ("", &["namespaces", "services"], &["list", "watch"]),
         (
             "networking.k8s.io",
             &["networkpolicies"],

@@ -420,6 +420,7 @@ fn router_id_from_name(name: &str) -> Ipv4Addr {
 }
 
 pub mod communities;
+pub mod services;
 pub mod status;
 
 #[cfg(test)]
