@@ -41,6 +41,7 @@ pub use workload::{EndpointPort, WorkloadEndpoint, WorkloadEndpointSpec};
 /// Kubernetes' own kinds, as stored in etcd mode and read natively in Kubernetes mode.
 pub mod native {
     pub use k8s_openapi::api::core::v1::{Namespace, Node as KubeNode, Pod, Service};
+    pub use k8s_openapi::api::discovery::v1::EndpointSlice;
     pub use k8s_openapi::api::networking::v1::NetworkPolicy;
 }
 

@@ -70,7 +70,7 @@ impl Dirty {
                 d.routes = true;
             }
             // Service addresses are announced per BGPConfiguration (and local endpoints).
-            "IPAMBlock" | "Service" => d.routes = true,
+            "IPAMBlock" | "Service" | "EndpointSlice" => d.routes = true,
             "WorkloadEndpoint" => {
                 // Host routes follow this node's endpoints only; a pod elsewhere changes
                 // selector memberships, not this node's routes.
@@ -277,6 +277,7 @@ impl Reconciler {
             &self.node,
             spec,
             self.snapshot.services.values(),
+            self.snapshot.endpoint_slices.values(),
             &self.snapshot.policy.endpoints,
         );
         for w in &services.warnings {

@@ -58,6 +58,7 @@ fn felix_cluster_role_lists_exactly_what_the_node_agent_needs() {
     let want = expect(&[
         ("", &["nodes", "pods"], READ),
         ("", &["namespaces", "services"], &["list", "watch"]),
+        ("discovery.k8s.io", &["endpointslices"], &["list", "watch"]),
         (
             "networking.k8s.io",
             &["networkpolicies"],

@@ -6,15 +6,18 @@
 //! by the nodes that have a local endpoint of it: the more specific route takes the fabric
 //! straight to them, and it is withdrawn when the node's last local endpoint goes.
 //!
-//! A local endpoint is a `WorkloadEndpoint` on this node, in the Service's namespace,
-//! whose labels the Service's selector matches. Pure data: no I/O.
+//! A local endpoint is a ready endpoint on this node in one of the Service's
+//! EndpointSlices (label `kubernetes.io/service-name`; `conditions.ready` not false). A
+//! Service without any EndpointSlice (etcd mode, or an API server before 1.21) falls back
+//! to the `WorkloadEndpoint`s on this node, in its namespace, that its selector matches.
+//! Pure data: no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use twill_api::resources::native::Service;
+use twill_api::resources::native::{EndpointSlice, Service};
 use twill_api::resources::{BGPConfigurationSpec, WorkloadEndpoint};
 
 /// What the node advertises for Services, and the ranges it could not read.
@@ -64,19 +67,45 @@ fn addresses(svc: &Service, r: &Ranges) -> BTreeSet<IpAddr> {
     out
 }
 
-/// Whether `node` runs an endpoint `svc` selects.
+/// The label naming an EndpointSlice's Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Whether `node` runs a ready endpoint of `svc`: from its EndpointSlices when it has
+/// any, else from the workload endpoints its selector matches.
 fn has_local_endpoint<'a>(
     svc: &Service,
     node: &str,
+    slices: &[&EndpointSlice],
     endpoints: impl IntoIterator<Item = &'a Arc<WorkloadEndpoint>>,
 ) -> bool {
+    let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
+    let name = svc.metadata.name.as_deref().unwrap_or_default();
+    let own: Vec<&&EndpointSlice> = slices
+        .iter()
+        .filter(|s| {
+            s.metadata.namespace.as_deref().unwrap_or_default() == ns
+                && s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                    .is_some_and(|n| n == name)
+        })
+        .collect();
+    if !own.is_empty() {
+        return own
+            .iter()
+            .flat_map(|s| s.endpoints.iter().flatten())
+            .any(|e| {
+                e.node_name.as_deref() == Some(node)
+                    && e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
+            });
+    }
     let Some(selector) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
         return false;
     };
     if selector.is_empty() {
         return false;
     }
-    let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
     endpoints.into_iter().any(|w| {
         w.spec.node == node
             && w.metadata.namespace.as_deref().unwrap_or_default() == ns
@@ -93,6 +122,7 @@ pub fn advertised<'a>(
     node: &str,
     spec: Option<&BGPConfigurationSpec>,
     services: impl IntoIterator<Item = &'a Service>,
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
     endpoints: &BTreeMap<(String, String), Arc<WorkloadEndpoint>>,
 ) -> ServiceAdvertisement {
     let mut out = ServiceAdvertisement::default();
@@ -130,13 +160,14 @@ pub fn advertised<'a>(
     if out.prefixes.is_empty() {
         return out;
     }
+    let slices: Vec<&EndpointSlice> = slices.into_iter().collect();
     for svc in services {
         let local_policy = svc
             .spec
             .as_ref()
             .and_then(|s| s.external_traffic_policy.as_deref())
             == Some("Local");
-        if !local_policy || !has_local_endpoint(svc, node, endpoints.values()) {
+        if !local_policy || !has_local_endpoint(svc, node, &slices, endpoints.values()) {
             continue;
         }
         out.prefixes
@@ -196,13 +227,13 @@ mod tests {
     fn every_node_advertises_the_ranges_and_cluster_policy_adds_nothing() {
         let services = [svc("web", "Cluster", "203.0.113.5")];
         let endpoints = BTreeMap::from([wep("shop", "w1", "n1", "web")]);
-        let got = advertised("n1", Some(&spec()), &services, &endpoints);
+        let got = advertised("n1", Some(&spec()), &services, [], &endpoints);
         assert_eq!(
             got.prefixes,
             nets(&["10.96.0.0/16", "198.51.100.0/24", "203.0.113.0/24"])
         );
         // Nothing configured: nothing advertised.
-        let none = advertised("n1", None, &services, &endpoints);
+        let none = advertised("n1", None, &services, [], &endpoints);
         assert!(none.prefixes.is_empty());
     }
 
@@ -215,7 +246,7 @@ mod tests {
             wep("other", "w2", "n2", "web"),
             wep("shop", "w3", "n3", "db"),
         ]);
-        let with = advertised("n1", Some(&spec()), &services, &endpoints);
+        let with = advertised("n1", Some(&spec()), &services, [], &endpoints);
         assert_eq!(
             with.prefixes,
             nets(&[
@@ -228,7 +259,7 @@ mod tests {
             ])
         );
         for node in ["n2", "n3"] {
-            let without = advertised(node, Some(&spec()), &services, &endpoints);
+            let without = advertised(node, Some(&spec()), &services, [], &endpoints);
             assert_eq!(
                 without.prefixes,
                 nets(&["10.96.0.0/16", "198.51.100.0/24", "203.0.113.0/24"]),
@@ -247,10 +278,56 @@ mod tests {
         only_lb.service_load_balancer_ips.push(ServiceCidr {
             cidr: "2001:db8::/64".into(),
         });
-        let got = advertised("n1", Some(&only_lb), &services, &endpoints);
+        let got = advertised("n1", Some(&only_lb), &services, [], &endpoints);
         assert_eq!(
             got.prefixes,
             nets(&["203.0.113.0/24", "2001:db8::/64", "2001:db8::5/128"])
         );
+    }
+
+    fn slice(name: &str, service: &str, endpoints: serde_json::Value) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "shop", "name": name,
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4",
+            "endpoints": endpoints
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn endpoint_slices_decide_where_ready_endpoints_are() {
+        let services = [svc("web", "Local", "203.0.113.5")];
+        // The workload endpoints say n1; the slices say: ready on n2, not ready on n1.
+        let endpoints = BTreeMap::from([wep("shop", "w1", "n1", "web")]);
+        let slices = [
+            slice(
+                "web-a",
+                "web",
+                json!([
+                    {"addresses": ["10.244.0.1"], "nodeName": "n1", "conditions": {"ready": false}},
+                    {"addresses": ["10.244.0.65"], "nodeName": "n2", "conditions": {"ready": true}}
+                ]),
+            ),
+            // Another Service's slice says n3.
+            slice(
+                "db-a",
+                "db",
+                json!([{"addresses": ["10.244.0.129"], "nodeName": "n3"}]),
+            ),
+        ];
+        let host = nets(&["10.96.0.10/32", "198.51.100.7/32", "203.0.113.5/32"]);
+        let has = |node: &str| {
+            advertised(node, Some(&spec()), &services, &slices, &endpoints)
+                .prefixes
+                .is_superset(&host)
+        };
+        assert!(!has("n1"), "not ready on n1");
+        assert!(has("n2"));
+        assert!(!has("n3"));
+        // A slice with no endpoints left: nowhere (not the selector fallback).
+        let empty = [slice("web-a", "web", json!([]))];
+        let got = advertised("n1", Some(&spec()), &services, &empty, &endpoints);
+        assert!(!got.prefixes.contains(&"203.0.113.5/32".parse().unwrap()));
     }
 }
