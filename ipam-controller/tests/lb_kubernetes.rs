@@ -223,7 +223,10 @@ async fn load_balancer_services_get_addresses_from_load_balancer_pools_and_give_
     fixed["spec"]["type"] = "ClusterIP".into();
     server.put(fixed).await;
     c.pass().await.unwrap();
-    assert!(ingress(&svc(&server, "fixed").await).is_empty());
+    let fixed = svc(&server, "fixed").await;
+    assert!(ingress(&fixed).is_empty());
+    // Its condition goes with it: the Service is no longer Twill's.
+    assert_eq!(condition(&fixed), Value::Null, "{fixed:#}");
     c.pass().await.unwrap();
     let late = svc(&server, "late").await;
     assert_eq!(
@@ -258,6 +261,13 @@ async fn load_balancer_services_get_addresses_from_load_balancer_pools_and_give_
             .contains("pods"),
         "{wrong:#}"
     );
+    // It stops asking (no longer a LoadBalancer): the failure it was reported is withdrawn.
+    let mut wrong = svc(&server, "wrong-pool").await;
+    wrong["spec"]["type"] = "ClusterIP".into();
+    server.put(wrong).await;
+    c.pass().await.unwrap();
+    let wrong = svc(&server, "wrong-pool").await;
+    assert_eq!(condition(&wrong), Value::Null, "{wrong:#}");
     assert!(
         server.violations().await.is_empty(),
         "{:?}",

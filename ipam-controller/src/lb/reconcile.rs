@@ -79,16 +79,14 @@ pub async fn reconcile(ds: &Datastore, settings: &Settings) -> Result<LbReport, 
                     blocks.release(*ip, &handle, *seq).await?;
                     report.released += 1;
                 }
-                if !mine.is_empty() {
-                    let ips: Vec<IpAddr> = mine.iter().map(|(ip, _)| *ip).collect();
-                    let kept: Vec<IpAddr> = ingress_ips(svc)
-                        .into_iter()
-                        .filter(|ip| !ips.contains(ip))
-                        .collect();
-                    if kept.len() != ingress_ips(svc).len() {
-                        write_status(ds, svc, &kept, None).await?;
-                        report.statuses += 1;
-                    }
+                let ips: Vec<IpAddr> = mine.iter().map(|(ip, _)| *ip).collect();
+                let kept: Vec<IpAddr> = ingress_ips(svc)
+                    .into_iter()
+                    .filter(|ip| !ips.contains(ip))
+                    .collect();
+                if kept.len() != ingress_ips(svc).len() || current_condition(svc).is_some() {
+                    write_status(ds, svc, &kept, None).await?;
+                    report.statuses += 1;
                 }
                 continue;
             }
