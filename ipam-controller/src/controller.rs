@@ -1,7 +1,8 @@
-//! The controller loop: on every change of a `Node` or `IPPool` (and on a periodic resync)
-//! run one pass — reconcile blocks with nodes and pools, collect garbage, refresh metrics,
-//! report each pool's `Allocatable` condition, hold each pool with a finalizer until it is
-//! empty.
+//! The controller loop: on every change of a `Node`, `IPPool` or `Service` (and on a
+//! periodic resync) run one pass — reconcile blocks with nodes and pools, give Services of
+//! type LoadBalancer their addresses (and free those of Services gone), collect garbage,
+//! refresh metrics, report each pool's `Allocatable` condition, hold each pool with a
+//! finalizer until it is empty.
 //!
 //! A pass is idempotent and re-reads everything it acts on, so what triggered it does not
 //! matter; a burst of watch events is coalesced into one pass.
@@ -12,13 +13,14 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use twill_api::datastore::Datastore;
-use twill_api::resources::native::KubeNode;
+use twill_api::resources::native::{KubeNode, Service};
 use twill_api::resources::{IPPool, Node};
 
 use crate::allocator::{Ipam, IpamError, Settings};
 use crate::finalizer::{self, FinalizerReport};
 use crate::gc::{Gc, PassReport};
 use crate::inventory::{Inventory, WorkloadSource};
+use crate::lb::{self, LbReport};
 use crate::metrics::Metrics;
 use crate::nodes::NodePruner;
 use crate::reconcile::{self, Applied, load_nodes};
@@ -63,6 +65,8 @@ pub struct PassSummary {
     pub nodes_pruned: usize,
     /// The pools' finalizers (the pool-in-use guard).
     pub finalizers: FinalizerReport,
+    /// LoadBalancer IPAM.
+    pub lb: LbReport,
 }
 
 /// The controller's state between passes.
@@ -118,6 +122,16 @@ impl Controller {
             pools_reported: 0,
             nodes_pruned,
             finalizers: FinalizerReport::default(),
+            lb: LbReport::default(),
+        };
+        // A failure here (say, Services not readable) must not stop pod IPAM.
+        summary.lb = match lb::reconcile(&self.ds, &settings).await {
+            Ok(report) => report,
+            Err(e) => {
+                self.metrics.error(e.kind_label());
+                tracing::warn!(error = %e, "LoadBalancer IPAM pass failed; retrying at the next trigger");
+                LbReport::default()
+            }
         };
         if summary.gc.released > 0 {
             // Blocks GC just emptied (a gone node's) can be released now, not next pass.
@@ -160,6 +174,7 @@ impl Controller {
     ) {
         let mut nodes = self.ds.watch::<Node>(None, None);
         let mut pools = self.ds.watch::<IPPool>(None, None);
+        let mut services = self.ds.watch::<Service>(None, None);
         let mut kube_nodes = if self.config.prune_nodes {
             self.ds.watch::<KubeNode>(None, None)
         } else {
@@ -174,12 +189,14 @@ impl Controller {
                 _ = tick.tick() => {}
                 Some(_) = nodes.next() => {}
                 Some(_) = pools.next() => {}
+                Some(_) = services.next() => {}
                 Some(_) = kube_nodes.next() => {}
             }
             // Coalesce a burst of events into one pass.
             tokio::time::sleep(Duration::from_millis(100)).await;
             while let Some(Some(_)) = nodes.next().now_or_never() {}
             while let Some(Some(_)) = pools.next().now_or_never() {}
+            while let Some(Some(_)) = services.next().now_or_never() {}
             while let Some(Some(_)) = kube_nodes.next().now_or_never() {}
             if !may_act() {
                 tracing::warn!("no longer allowed to act (leadership lost): stopping");

@@ -20,6 +20,7 @@ use twill_api::resources::{IPAMHandle, Node};
 use crate::allocator::{Ipam, IpamError};
 use crate::block::Allocation;
 use crate::inventory::{Finding, Inventory, WorkloadSource, load_workloads};
+use crate::lb::is_lb_handle;
 use crate::model::handle_name;
 
 /// Why GC releases something.
@@ -101,6 +102,10 @@ impl Gc {
         let mut seen_now: HashMap<Key, Instant> = HashMap::new();
         let mut actions = Vec::new();
         for (addr, _, a) in inv.used() {
+            // A Service's LoadBalancer address: LoadBalancer IPAM frees it with its Service.
+            if is_lb_handle(&a.handle) {
+                continue;
+            }
             let node_gone = a.attrs.get("node").is_some_and(|n| !inv.nodes.contains(n));
             if node_gone {
                 actions.push(Action::Release {

@@ -281,7 +281,7 @@ impl Inventory {
             }
         }
         for (ip, block, a) in self.used() {
-            if !self.workloads.holds(ip, a) {
+            if !self.workloads.holds(ip, a) && !crate::lb::is_lb_handle(&a.handle) {
                 out.push(Finding::AllocatedButUnused {
                     addr: ip,
                     handle: a.handle.clone(),

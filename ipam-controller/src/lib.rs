@@ -10,6 +10,7 @@ pub mod controller;
 pub mod finalizer;
 pub mod gc;
 pub mod inventory;
+pub mod lb;
 pub mod leader;
 pub mod metrics;
 pub mod model;

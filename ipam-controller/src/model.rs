@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use twill_api::resources::{AllocationAttribute, IPAMBlockSpec, IPAMConfig, IPPool, IPReservation};
+use twill_api::resources::{
+    AllocationAttribute, IPAMBlockSpec, IPAMConfig, IPPool, IPPoolUse, IPReservation,
+};
 use twill_api::selector::Selector;
 
 use crate::block::{Allocation, Block, block_size};
@@ -193,6 +195,7 @@ pub fn pool_from_api(pool: &IPPool) -> Result<Pool, ModelError> {
         node_selector,
         // A pool being deleted (its finalizer holds it until empty) hands out nothing new.
         disabled: pool.spec.disabled.unwrap_or(false) || pool.metadata.deletion_timestamp.is_some(),
+        load_balancer: pool.spec.allows(IPPoolUse::LoadBalancer),
     })
 }
 

@@ -30,6 +30,8 @@ pub struct Pool {
     pub node_selector: Selector,
     /// No new allocations from a disabled pool (existing ones stay).
     pub disabled: bool,
+    /// A `LoadBalancer` pool: its addresses go to Services, never to pods.
+    pub load_balancer: bool,
 }
 
 impl Pool {
@@ -38,9 +40,13 @@ impl Pool {
         Family::of(&self.cidr)
     }
 
-    /// True when new addresses of `family` may come from this pool for a node with `labels`.
+    /// True when new pod addresses of `family` may come from this pool for a node with
+    /// `labels` (never from a `LoadBalancer` pool).
     pub fn usable_by(&self, family: Family, labels: &BTreeMap<String, String>) -> bool {
-        !self.disabled && self.family() == family && self.node_selector.matches(labels)
+        !self.disabled
+            && !self.load_balancer
+            && self.family() == family
+            && self.node_selector.matches(labels)
     }
 
     /// True when `block` was carved from this pool.
@@ -251,6 +257,7 @@ mod tests {
             block_len: len,
             node_selector: Selector::All,
             disabled: false,
+            load_balancer: false,
         }
     }
 

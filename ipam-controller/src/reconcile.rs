@@ -74,7 +74,7 @@ pub fn plan(inv: &Inventory, nodes: &NodeLabels, config: Config) -> Vec<Step> {
     }
     for (node, labels) in nodes {
         for pool in &pools {
-            if pool.disabled || !pool.node_selector.matches(labels) {
+            if pool.disabled || pool.load_balancer || !pool.node_selector.matches(labels) {
                 continue;
             }
             let has_one = inv.blocks.iter().any(|(_, b)| {
@@ -277,6 +277,7 @@ mod tests {
             block_len: 26,
             node_selector: Selector::parse(pool_sel).unwrap(),
             disabled: false,
+            load_balancer: false,
         };
         let object = IPPool::new("p", IPPoolSpec::default());
         Inventory {
@@ -318,6 +319,14 @@ mod tests {
                 pool: "p".into()
             }]
         );
+    }
+
+    #[test]
+    fn no_node_is_given_a_block_of_a_load_balancer_pool() {
+        let mut inv = inv_with("", vec![]);
+        inv.pools[0].1.load_balancer = true;
+        let steps = plan(&inv, &nodes(&[("n1", &[])]), Config::default());
+        assert_eq!(steps, vec![]);
     }
 
     #[test]

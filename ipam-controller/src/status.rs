@@ -62,9 +62,11 @@ pub fn verdict(
             message: "the pool is disabled: no new allocations, existing ones stay".into(),
         };
     }
-    if !nodes
-        .values()
-        .any(|labels| pool.node_selector.matches(labels))
+    // A LoadBalancer pool serves Services, wherever the nodes are.
+    if !pool.load_balancer
+        && !nodes
+            .values()
+            .any(|labels| pool.node_selector.matches(labels))
     {
         return Verdict {
             status: "False",
@@ -149,6 +151,7 @@ mod tests {
             block_len: 30,
             node_selector: Selector::parse(selector).unwrap(),
             disabled,
+            load_balancer: false,
         }
     }
 

@@ -154,6 +154,43 @@ async fn reservations_disabled_pools_and_exhaustion() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_never_get_addresses_from_a_load_balancer_pool() {
+    let (_etcd, ds) = common::etcd().await;
+    // The LoadBalancer pool sorts first and is the only IPv6 pool.
+    common::lb_pool(&ds, "a-lb", "10.243.0.0/24", 26).await;
+    common::lb_pool(&ds, "a-lb6", "fd00:1b::/120", 122).await;
+    common::pool(&ds, "v4", "10.244.0.0/31", 31).await;
+    common::node(&ds, "n1").await;
+    let ipam = Ipam::new(ds.clone());
+    let got = ipam
+        .allocate(&req("net.a", "n1", true, false))
+        .await
+        .unwrap();
+    assert!(got[0].addr.to_string().starts_with("10.244.0."), "{got:?}");
+    let got = ipam
+        .allocate(&req("net.b", "n1", true, false))
+        .await
+        .unwrap();
+    assert!(got[0].addr.to_string().starts_with("10.244.0."), "{got:?}");
+    // The workload pool is full: exhausted, not an address of the LoadBalancer pool.
+    let err = ipam
+        .allocate(&req("net.c", "n1", true, false))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IpamError::Exhausted(_)), "{err}");
+    // Only a LoadBalancer pool of IPv6: no pool for pods at all.
+    let err = ipam
+        .allocate(&req("net.d", "n1", false, true))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no enabled"), "{err}");
+    // No block of either LoadBalancer pool was carved for the node.
+    for b in ds.list::<IPAMBlock>(None).await.unwrap().items {
+        assert!(b.spec.cidr.starts_with("10.244.0."), "{}", b.spec.cidr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn borrowing_follows_strict_affinity_and_is_indexed_by_handle() {
     let (_etcd, ds) = common::etcd().await;
     common::pool(&ds, "v4", "10.244.0.0/30", 31).await; // two blocks of two

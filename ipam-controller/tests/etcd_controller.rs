@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use twill_api::resources::native::Service;
 use twill_api::resources::{BlockAffinity, IPAMBlock, Node};
 use twill_harness::process::ChildGuard;
 use twill_harness::wait::{wait_until, wait_until_async};
@@ -86,6 +87,53 @@ async fn nodes_get_blocks_and_a_deleted_nodes_blocks_are_freed() {
     for b in ds.list::<IPAMBlock>(None).await.unwrap().items {
         assert!(block_from_spec(&b.spec).unwrap().is_empty());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_mode_services_get_load_balancer_addresses_and_free_them_when_deleted() {
+    let (_etcd, ds) = common::etcd().await;
+    common::pool(&ds, "v4", "10.244.0.0/24", 26).await;
+    common::lb_pool(&ds, "lb", "203.0.113.0/28", 28).await;
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "front", "namespace": "shop"},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    ds.create(&svc).await.unwrap();
+    let config = ControllerConfig {
+        gc_grace: Duration::ZERO,
+        resync: Duration::from_secs(60),
+        source: WorkloadSource::Endpoints,
+        prune_nodes: false,
+    };
+    let mut controller = Controller::new(ds.clone(), config, Arc::new(Metrics::default()));
+    let pass = controller.pass().await.unwrap();
+    assert_eq!(pass.lb.allocated, 1, "{pass:?}");
+    let stored: Service = ds.get(Some("shop"), "front").await.unwrap();
+    let ingress = stored
+        .status
+        .unwrap()
+        .load_balancer
+        .unwrap()
+        .ingress
+        .unwrap();
+    assert_eq!(ingress[0].ip.as_deref(), Some("203.0.113.0"));
+    // Pod GC (grace 0, no endpoint holds it) leaves a Service's address alone.
+    controller.pass().await.unwrap();
+    let held = |blocks: Vec<IPAMBlock>| -> usize {
+        blocks
+            .iter()
+            .map(|b| block_from_spec(&b.spec).unwrap().used())
+            .sum()
+    };
+    assert_eq!(held(ds.list::<IPAMBlock>(None).await.unwrap().items), 1);
+    ds.delete::<Service>(Some("shop"), "front", None)
+        .await
+        .unwrap();
+    let pass = controller.pass().await.unwrap();
+    assert_eq!(pass.lb.released, 1, "{pass:?}");
+    assert_eq!(held(ds.list::<IPAMBlock>(None).await.unwrap().items), 0);
 }
 
 async fn allocatable(ds: &twill_api::datastore::Datastore, pool: &str) -> (String, String) {

@@ -68,6 +68,7 @@ fn pools() -> Vec<Pool> {
             block_len: 30,
             node_selector: Selector::All,
             disabled: false,
+            load_balancer: false,
         },
         Pool {
             name: "v6".into(),
@@ -75,6 +76,7 @@ fn pools() -> Vec<Pool> {
             block_len: 126,
             node_selector: Selector::All,
             disabled: false,
+            load_balancer: false,
         },
     ]
 }

@@ -7,7 +7,9 @@
 //! Checked: the Twill Node follows the Kubernetes Node; the endpoint of a pod takes its
 //! labels and named ports from the Pod (not CNI_ARGS) and follows relabels; one controller
 //! replica leads (Lease), the other takes over when it stops; the leader's GC releases the
-//! address of a Pod that is gone, never one of a live Pod; CNI DEL cleans up. Then every
+//! address of a Pod that is gone, never one of a live Pod; the leader gives a LoadBalancer
+//! Service the address it asks for and reports another asking for the same one with a
+//! Warning Event; CNI DEL cleans up. Then every
 //! API call each component made is held against the chart's RBAC for its ServiceAccount:
 //! every call is granted, and every grant was used (or is listed here with the reason).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests
@@ -134,6 +136,24 @@ async fn twill_in_kubernetes_mode_end_to_end() {
                     "spec": {"cidr": "10.244.0.0/24", "blockSize": 26, "nodeSelector": "all()"}}),
         )
         .await;
+    // LoadBalancer IPAM: a pool for Services, one Service given a specific address and one
+    // asking for the same address (reported on it with an Event).
+    server
+        .put(
+            json!({"apiVersion": TW, "kind": "IPPool", "metadata": {"name": "lb"},
+                    "spec": {"cidr": "203.0.113.0/28", "blockSize": 28,
+                             "allowedUses": ["LoadBalancer"]}}),
+        )
+        .await;
+    for (name, ip) in [("front", "203.0.113.10"), ("late", "203.0.113.10")] {
+        server
+            .put(json!({"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"namespace": "shop", "name": name,
+                                     "annotations": {"twill.dev/loadBalancerIPs": ip}},
+                        "spec": {"type": "LoadBalancer", "ipFamilies": ["IPv4"],
+                                 "ports": [{"port": 80, "protocol": "TCP"}]}}))
+            .await;
+    }
 
     let controller = |id: &str| {
         ChildGuard::spawn_in(
@@ -209,6 +229,30 @@ async fn twill_in_kubernetes_mode_end_to_end() {
         .await
         .unwrap();
     let leader = leaders[0];
+
+    // The leader gave `front` its address; `late`, asking for the same one, has an Event.
+    eventually(
+        "the LoadBalancer address in front's status",
+        30,
+        async || {
+            let f = server.object("v1", "Service", "shop", "front").await?;
+            (f["status"]["loadBalancer"]["ingress"][0]["ip"] == "203.0.113.10").then_some(())
+        },
+    )
+    .await;
+    let event = eventually("a Warning Event on late", 30, async || {
+        server
+            .objects("v1", "Event")
+            .await
+            .into_iter()
+            .find(|e| e["involvedObject"]["name"] == "late")
+    })
+    .await;
+    assert_eq!(event["reason"], "AddressTaken", "{event:#}");
+    assert!(
+        event["message"].as_str().unwrap().contains("shop/front"),
+        "{event:#}"
+    );
     assert_eq!(
         lease["spec"]["holderIdentity"],
         ["ipam-a", "ipam-b"][leader]
@@ -311,9 +355,11 @@ async fn twill_in_kubernetes_mode_end_to_end() {
     assert!(server.remove("v1", "Node", "", "node-1").await);
     assert!(server.remove(TW, "Node", "", "node-1").await);
     eventually("the gone node's blocks to be released", 60, async || {
+        // The LoadBalancer pool's block belongs to no node: it stays.
         let blocks = server.objects(TW, "IPAMBlock").await;
         let affinities = server.objects(TW, "BlockAffinity").await;
-        (blocks.is_empty() && affinities.is_empty()).then_some(())
+        let node_blocks = blocks.iter().filter(|b| !b["spec"]["affinity"].is_null());
+        (node_blocks.count() == 0 && affinities.is_empty()).then_some(())
     })
     .await;
     assert!(

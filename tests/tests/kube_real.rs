@@ -10,7 +10,9 @@
 //!   from TokenRequest; two real `twill-ipam-controller` replicas and a real `twill-felix`
 //!   run with exactly those identities; one leads through a real Lease; the node gets a
 //!   Twill Node; a pod's CNI ADD through the real plugin gets an address and an endpoint
-//!   with its Pod's labels; a relabel reaches the endpoint; and the API server's audit log
+//!   with its Pod's labels; a relabel reaches the endpoint; a LoadBalancer Service gets the
+//!   address it asks for in its status, another asking for the same one gets a condition
+//!   and a Warning Event; and the API server's audit log
 //!   shows no call refused (403) to any of them.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests
 
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use twill_api::datastore::Datastore;
@@ -268,6 +270,22 @@ async fn end_to_end(node: String) {
                  "spec": {"cidr": "10.244.0.0/24", "blockSize": 26, "nodeSelector": "all()"}}),
     )
     .await;
+    // LoadBalancer IPAM: a pool for Services, a Service asking for a specific address and
+    // another asking for the same one.
+    apply(
+        json!({"apiVersion": TW, "kind": "IPPool", "metadata": {"name": "lb"},
+                 "spec": {"cidr": "203.0.113.0/28", "blockSize": 28,
+                          "allowedUses": ["LoadBalancer"]}}),
+    )
+    .await;
+    for name in ["front", "late"] {
+        apply(json!({"apiVersion": "v1", "kind": "Service",
+                     "metadata": {"namespace": "shop", "name": name,
+                                  "annotations": {"twill.dev/loadBalancerIPs": "203.0.113.10"}},
+                     "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
+                              "ports": [{"port": 80, "protocol": "TCP"}]}}))
+        .await;
+    }
 
     // The chart's identities, with tokens from the real TokenRequest API.
     let felix_token = server.token_for(&admin, NS, "twill-node").await.unwrap();
@@ -349,6 +367,33 @@ async fn end_to_end(node: String) {
     let holder = lease.spec.unwrap().holder_identity.unwrap();
     let leader = replicas.iter().position(leading).unwrap();
     assert_eq!(holder, ["ipam-a", "ipam-b"][leader]);
+
+    // The leader wrote front's address into its status (the real status subresource), and
+    // reported late's unmeetable request with a condition and a Warning Event.
+    let services: Api<Service> = Api::namespaced(admin.clone(), "shop");
+    eventually("front's LoadBalancer address", 60, async || {
+        let f = services.get("front").await.ok()?;
+        let ingress = f.status?.load_balancer?.ingress?;
+        (ingress.first()?.ip.as_deref() == Some("203.0.113.10")).then_some(())
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(admin.clone(), "shop");
+    let event = eventually("a Warning Event on late", 60, async || {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.involved_object.name.as_deref() == Some("late"))
+    })
+    .await;
+    assert_eq!(event.reason.as_deref(), Some("AddressTaken"), "{event:?}");
+    let late = services.get("late").await.unwrap();
+    let conditions = late.status.unwrap().conditions.unwrap_or_default();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "twill.dev/LoadBalancerIPs" && c.status == "False"),
+        "{conditions:?}"
+    );
 
     // A pod through the real CNI plugin: an address, and an endpoint with its Pod's labels.
     let list = json!({"cniVersion": "1.0.0", "name": "twill",

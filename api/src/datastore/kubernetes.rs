@@ -1,5 +1,5 @@
 //! The Kubernetes backend: Twill's kinds as CRDs of `networking.twill.dev/v1`, and the
-//! native `Pod`, `Namespace`, `Node` and `NetworkPolicy`, through kube-rs dynamic objects.
+//! native `Pod`, `Namespace`, `Node`, `Service` and `NetworkPolicy`, through kube-rs dynamic objects.
 //! The revision is the API server's `resourceVersion`: updates send it back so the server
 //! does the compare-and-swap (409 → `Conflict`); a watch from a revision the server has
 //! forgotten answers 410 (`Expired`), and the typed layer re-lists.

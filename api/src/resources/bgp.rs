@@ -40,20 +40,30 @@ pub struct BGPConfigurationSpec {
     /// Log level of the BGP speaker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_severity_screen: Option<String>,
-    /// Service cluster IP ranges to advertise.
+    /// Service cluster IP ranges every node advertises; a Service of these ranges with
+    /// `externalTrafficPolicy: Local` is also advertised as a /32 (/128) by the nodes that
+    /// have a local endpoint of it.
     #[serde(
         default,
         rename = "serviceClusterIPs",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub service_cluster_ips: Vec<ServiceCidr>,
-    /// Service external IP ranges to advertise.
+    /// Service external IP ranges (`spec.externalIPs`), advertised as `serviceClusterIPs`.
     #[serde(
         default,
         rename = "serviceExternalIPs",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub service_external_ips: Vec<ServiceCidr>,
+    /// Service LoadBalancer IP ranges (`status.loadBalancer.ingress`), advertised as
+    /// `serviceClusterIPs`.
+    #[serde(
+        default,
+        rename = "serviceLoadBalancerIPs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub service_load_balancer_ips: Vec<ServiceCidr>,
     /// Named communities usable in `prefixAdvertisements`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub communities: Vec<Community>,

@@ -46,6 +46,20 @@ pub struct IPPoolSpec {
     /// No new allocations from a disabled pool; existing ones stay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<bool>,
+    /// What the pool's addresses are for (default `[Workload]`): `Workload` (pods) or
+    /// `LoadBalancer` (Services of type LoadBalancer). A `LoadBalancer` pool serves nothing
+    /// else: pods never get its addresses, and Services get addresses only from such pools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_uses: Option<Vec<IPPoolUse>>,
+}
+
+/// One use of an `IPPool`'s addresses (Calico's `allowedUses` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum IPPoolUse {
+    /// Pod (workload endpoint) addresses.
+    Workload,
+    /// Addresses of Services of type LoadBalancer.
+    LoadBalancer,
 }
 
 impl IPPoolSpec {
@@ -53,5 +67,13 @@ impl IPPoolSpec {
     pub fn effective_block_size(&self) -> u8 {
         self.block_size
             .unwrap_or(if self.cidr.contains(':') { 122 } else { 26 })
+    }
+
+    /// Whether the pool's addresses may go to `usage` (no `allowedUses`: `Workload` only).
+    pub fn allows(&self, usage: IPPoolUse) -> bool {
+        match &self.allowed_uses {
+            None => usage == IPPoolUse::Workload,
+            Some(uses) => uses.contains(&usage),
+        }
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::native::{KubeNode, Namespace, NetworkPolicy, Pod};
+use super::native::{EndpointSlice, KubeNode, Namespace, NetworkPolicy, Pod, Service};
 use super::unknown::{UnknownFieldCounter, decode_noting_unknown};
 use super::{
     BFDProfile, BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity, FelixConfiguration,
@@ -213,6 +213,11 @@ kinds! {
         aliases: ["pod", "po"], namespaced: true, crd: None },
     KUBENODE: KubeNode = { kind: "Node", api_version: "v1", group: "", plural: "nodes",
         aliases: ["kubenode", "kubenodes"], namespaced: false, crd: None },
+    SERVICE: Service = { kind: "Service", api_version: "v1", group: "", plural: "services",
+        aliases: ["service", "svc"], namespaced: true, crd: None },
+    ENDPOINTSLICE: EndpointSlice = { kind: "EndpointSlice", api_version: "discovery.k8s.io/v1",
+        group: "discovery.k8s.io", plural: "endpointslices", aliases: ["endpointslice"],
+        namespaced: true, crd: None },
 }
 
 /// Looks a kind up by any of its names (`ippool`, `ippools`, `pool`, `IPPool`). Twill's

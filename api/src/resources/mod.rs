@@ -35,7 +35,7 @@ pub use ipam::{
     AffinityState, AllocationAttribute, BlockAffinity, BlockAffinitySpec, IPAMBlock, IPAMBlockSpec,
     IPAMConfig, IPAMConfigSpec, IPAMHandle, IPAMHandleSpec, IPReservation, IPReservationSpec,
 };
-pub use ippool::{IPPool, IPPoolSpec};
+pub use ippool::{IPPool, IPPoolSpec, IPPoolUse};
 pub use kinds::{KindInfo, Resource};
 pub use node::{Node, NodeBGPSpec, NodeSpec};
 pub use policy::{GlobalNetworkPolicy, GlobalNetworkPolicySpec};
@@ -43,7 +43,8 @@ pub use workload::{EndpointPort, WorkloadEndpoint, WorkloadEndpointSpec};
 
 /// Kubernetes' own kinds, as stored in etcd mode and read natively in Kubernetes mode.
 pub mod native {
-    pub use k8s_openapi::api::core::v1::{Namespace, Node as KubeNode, Pod};
+    pub use k8s_openapi::api::core::v1::{Namespace, Node as KubeNode, Pod, Service};
+    pub use k8s_openapi::api::discovery::v1::EndpointSlice;
     pub use k8s_openapi::api::networking::v1::NetworkPolicy;
 }
 

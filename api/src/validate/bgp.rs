@@ -113,22 +113,16 @@ impl Validate for BGPConfiguration {
             "spec.nodeMeshBFDProfile",
             self.spec.node_mesh_bfd_profile.as_deref(),
         )?;
-        // Accepted and ignored would be worse than refused: nothing announces them yet.
-        for (field, set) in [
+        for (field, ranges) in [
+            ("spec.serviceClusterIPs", &self.spec.service_cluster_ips),
+            ("spec.serviceExternalIPs", &self.spec.service_external_ips),
             (
-                "spec.serviceClusterIPs",
-                !self.spec.service_cluster_ips.is_empty(),
-            ),
-            (
-                "spec.serviceExternalIPs",
-                !self.spec.service_external_ips.is_empty(),
+                "spec.serviceLoadBalancerIPs",
+                &self.spec.service_load_balancer_ips,
             ),
         ] {
-            if set {
-                return Err(ValidationError::new(
-                    field,
-                    "not supported yet: Twill does not handle Services until they land",
-                ));
+            for (i, range) in ranges.iter().enumerate() {
+                parse_cidr_masked(&format!("{field}[{i}].cidr"), &range.cidr)?;
             }
         }
         for (i, community) in self.spec.communities.iter().enumerate() {
@@ -264,34 +258,31 @@ mod tests {
     }
 
     #[test]
-    fn service_ranges_are_refused_until_services_land() {
+    fn service_ranges_must_be_masked_networks() {
         use crate::resources::bgp::ServiceCidr;
         use crate::resources::{BGPConfiguration, BGPConfigurationSpec};
-        let cfg = |cluster: bool| {
-            let range = vec![ServiceCidr {
-                cidr: "10.96.0.0/12".into(),
-            }];
-            BGPConfiguration::new(
-                "default",
-                BGPConfigurationSpec {
-                    service_cluster_ips: if cluster { range.clone() } else { Vec::new() },
-                    service_external_ips: if cluster { Vec::new() } else { range },
-                    ..Default::default()
-                },
-            )
-        };
-        for (cluster, field) in [
-            (true, "spec.serviceClusterIPs"),
-            (false, "spec.serviceExternalIPs"),
-        ] {
-            let e = cfg(cluster).validate().unwrap_err();
-            assert_eq!(e.field, field);
-            assert!(e.message.contains("not supported yet"), "{e}");
-        }
-        assert!(
-            BGPConfiguration::new("default", BGPConfigurationSpec::default())
-                .validate()
-                .is_ok()
+        let range = |c: &str| vec![ServiceCidr { cidr: c.to_owned() }];
+        let ok = BGPConfiguration::new(
+            "default",
+            BGPConfigurationSpec {
+                service_cluster_ips: range("10.96.0.0/12"),
+                service_external_ips: range("198.51.100.0/24"),
+                service_load_balancer_ips: range("203.0.113.0/24"),
+                ..Default::default()
+            },
+        );
+        ok.validate().unwrap();
+        let mut bad = ok.clone();
+        bad.spec.service_load_balancer_ips = range("203.0.113.1/24");
+        assert_eq!(
+            bad.validate().unwrap_err().field,
+            "spec.serviceLoadBalancerIPs[0].cidr"
+        );
+        let mut bad = ok;
+        bad.spec.service_cluster_ips = range("not-a-cidr");
+        assert_eq!(
+            bad.validate().unwrap_err().field,
+            "spec.serviceClusterIPs[0].cidr"
         );
     }
 

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use super::meta::check_name;
 use super::net::parse_cidr_masked;
 use super::{Validate, ValidationError};
-use crate::resources::IPPool;
+use crate::resources::{IPPool, IPPoolSpec, IPPoolUse};
 use crate::selector::Selector;
 
 impl Validate for IPPool {
@@ -50,8 +50,43 @@ impl Validate for IPPool {
             Selector::parse(selector)
                 .map_err(|e| ValidationError::new("spec.nodeSelector", e.to_string()))?;
         }
-        Ok(())
+        check_allowed_uses(&self.spec)
     }
+}
+
+/// `allowedUses`: not empty, and `LoadBalancer` alone (a pool either serves pods or
+/// Services, never both); a LoadBalancer pool is cluster-wide, so its `nodeSelector`, if
+/// any, must be `all()`.
+fn check_allowed_uses(spec: &IPPoolSpec) -> Result<(), ValidationError> {
+    let Some(uses) = &spec.allowed_uses else {
+        return Ok(());
+    };
+    if uses.is_empty() {
+        return Err(ValidationError::new(
+            "spec.allowedUses",
+            "must list at least one use (Workload, LoadBalancer), or be left out for Workload",
+        ));
+    }
+    if !uses.contains(&IPPoolUse::LoadBalancer) {
+        return Ok(());
+    }
+    if uses.iter().any(|u| *u != IPPoolUse::LoadBalancer) {
+        return Err(ValidationError::new(
+            "spec.allowedUses",
+            "LoadBalancer cannot be combined with other uses: a pool serves pods or Services, not both",
+        ));
+    }
+    if let Some(selector) = spec.node_selector.as_deref()
+        && !matches!(selector.trim(), "" | "all()")
+    {
+        return Err(ValidationError::new(
+            "spec.nodeSelector",
+            format!(
+                "{selector:?}: a LoadBalancer pool is cluster-wide; its nodeSelector must be all()"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether two networks share any address.
@@ -110,7 +145,6 @@ pub fn pool_unchanged_shape(stored: &IPPool, updated: &IPPool) -> Result<(), Val
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::IPPoolSpec;
 
     fn pool(name: &str, cidr: &str, block_size: Option<u8>) -> IPPool {
         IPPool::new(
@@ -188,5 +222,53 @@ mod tests {
         let mut p = pool("p", "10.244.0.0/16", None);
         p.spec.node_selector = Some("rack == ".into());
         assert_eq!(p.validate().unwrap_err().field, "spec.nodeSelector");
+    }
+
+    #[test]
+    fn allowed_uses_load_balancer_stands_alone_and_is_cluster_wide() {
+        let mut p = pool("p", "203.0.113.0/24", Some(28));
+        assert!(p.spec.allows(IPPoolUse::Workload));
+        assert!(!p.spec.allows(IPPoolUse::LoadBalancer));
+        p.spec.allowed_uses = Some(vec![IPPoolUse::LoadBalancer]);
+        p.validate().unwrap();
+        assert!(p.spec.allows(IPPoolUse::LoadBalancer));
+        assert!(!p.spec.allows(IPPoolUse::Workload));
+        p.spec.node_selector = Some("all()".into());
+        p.validate().unwrap();
+        p.spec.node_selector = Some("rack == 'a'".into());
+        assert_eq!(p.validate().unwrap_err().field, "spec.nodeSelector");
+        p.spec.node_selector = None;
+        p.spec.allowed_uses = Some(vec![IPPoolUse::Workload, IPPoolUse::LoadBalancer]);
+        let err = p.validate().unwrap_err();
+        assert_eq!(err.field, "spec.allowedUses");
+        assert!(err.message.contains("cannot be combined"), "{err}");
+        p.spec.allowed_uses = Some(vec![]);
+        assert_eq!(p.validate().unwrap_err().field, "spec.allowedUses");
+        p.spec.allowed_uses = Some(vec![IPPoolUse::Workload]);
+        p.validate().unwrap();
+    }
+
+    #[test]
+    fn allowed_uses_round_trips_with_calico_spelling() {
+        let p: IPPool = serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.twill.dev/v1", "kind": "IPPool",
+            "metadata": {"name": "lb"},
+            "spec": {"cidr": "203.0.113.0/24", "allowedUses": ["LoadBalancer"]}
+        }))
+        .unwrap();
+        assert_eq!(p.spec.allowed_uses, Some(vec![IPPoolUse::LoadBalancer]));
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v["spec"]["allowedUses"],
+            serde_json::json!(["LoadBalancer"])
+        );
+        assert!(
+            serde_json::from_value::<IPPool>(serde_json::json!({
+                "apiVersion": "networking.twill.dev/v1", "kind": "IPPool",
+                "metadata": {"name": "lb"},
+                "spec": {"cidr": "203.0.113.0/24", "allowedUses": ["Tunnel2"]}
+            }))
+            .is_err()
+        );
     }
 }

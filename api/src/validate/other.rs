@@ -1,12 +1,12 @@
 //! Rules of the remaining kinds: IPAM records, workload endpoints, policies, felix
-//! configuration, and the native Kubernetes kinds but NetworkPolicy (names only: the API
-//! server owns the rest).
+//! configuration, and the native Kubernetes kinds but NetworkPolicy (Pod, Node, Namespace,
+//! Service, EndpointSlice: names only; the API server owns the rest).
 
 use super::bgp::check_selector;
 use super::meta::check_name;
 use super::net::{parse_cidr_masked, parse_cidr_or_ip};
 use super::{Validate, ValidationError};
-use crate::resources::native::{KubeNode, Namespace, Pod};
+use crate::resources::native::{EndpointSlice, KubeNode, Namespace, Pod, Service};
 use crate::resources::policy::{EntityRule, Rule};
 use crate::resources::{
     BlockAffinity, FelixConfiguration, GlobalNetworkPolicy, IPAMBlock, IPAMConfig, IPAMHandle,
@@ -191,7 +191,7 @@ macro_rules! names_only {
     };
 }
 
-names_only!(Namespace, Pod, KubeNode);
+names_only!(Namespace, Pod, KubeNode, Service, EndpointSlice);
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use twill_api::datastore::WatchEvent;
-use twill_api::resources::native::{Namespace, NetworkPolicy};
+use twill_api::resources::native::{EndpointSlice, Namespace, NetworkPolicy, Service};
 use twill_api::resources::{
     BFDProfile, BGPConfiguration, BGPFilter, BGPPeer, FelixConfiguration, GlobalNetworkPolicy,
     IPAMBlock, IPPool, Node, WorkloadEndpoint,
@@ -36,17 +36,29 @@ pub struct Snapshot {
     pub bfd_profiles: BTreeMap<Key, BFDProfile>,
     pub blocks: BTreeMap<Key, IPAMBlock>,
     pub felix_configs: BTreeMap<Key, FelixConfiguration>,
+    /// Services (their addresses are advertised per `BGPConfiguration`).
+    pub services: BTreeMap<Key, Service>,
+    /// EndpointSlices (which nodes have ready endpoints of a Service).
+    pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
     pub policy: PolicyInputs,
     /// Kinds listed at least once.
     pub synced: Vec<&'static str>,
 }
 
-/// How many kinds felix watches (the snapshot is complete when all are synced).
-pub const WATCHED_KINDS: usize = 12;
+/// How many kinds felix needs (the snapshot is complete when all are synced).
+pub const WATCHED_KINDS: usize = 13;
+/// Kinds felix watches but does not wait for: API servers before 1.21 do not serve
+/// `discovery.k8s.io/v1` EndpointSlices (Services' local endpoints then come from the
+/// workload endpoints their selectors match).
+pub const OPTIONAL_KINDS: [&str; 1] = ["EndpointSlice"];
 
 impl Snapshot {
     pub fn is_complete(&self) -> bool {
-        self.synced.len() == WATCHED_KINDS
+        self.synced
+            .iter()
+            .filter(|k| !OPTIONAL_KINDS.contains(k))
+            .count()
+            == WATCHED_KINDS
     }
 }
 
@@ -101,6 +113,8 @@ cached_plain! {
     BFDProfile => bfd_profiles,
     IPAMBlock => blocks,
     FelixConfiguration => felix_configs,
+    Service => services,
+    EndpointSlice => endpoint_slices,
 }
 
 fn name_key<T: kube::Resource>(o: &T) -> String {
@@ -207,5 +221,7 @@ pub fn watch_all(ds: &Datastore, tx: &mpsc::Sender<Change>) -> Vec<TaskGuard> {
         watch::<NetworkPolicy>(ds, tx.clone()),
         watch::<GlobalNetworkPolicy>(ds, tx.clone()),
         watch::<FelixConfiguration>(ds, tx.clone()),
+        watch::<Service>(ds, tx.clone()),
+        watch::<EndpointSlice>(ds, tx.clone()),
     ]
 }

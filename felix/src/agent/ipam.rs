@@ -190,6 +190,7 @@ mod tests {
             block_len: if cidr.contains(':') { 122 } else { 26 },
             node_selector: Selector::parse(selector.unwrap_or("all()")).unwrap(),
             disabled,
+            load_balancer: false,
         }
     }
 

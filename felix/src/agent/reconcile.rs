@@ -69,7 +69,8 @@ impl Dirty {
                 d.bgp = true;
                 d.routes = true;
             }
-            "IPAMBlock" => d.routes = true,
+            // Service addresses are announced per BGPConfiguration (and local endpoints).
+            "IPAMBlock" | "Service" | "EndpointSlice" => d.routes = true,
             "WorkloadEndpoint" => {
                 // Host routes follow this node's endpoints only; a pod elsewhere changes
                 // selector memberships, not this node's routes.
@@ -275,8 +276,22 @@ impl Reconciler {
                 tracing::warn!(warning = %w, "BGP communities");
             }
         }
+        let spec = self.snapshot.bgp_configs.get("default").map(|c| &c.spec);
+        let services = super::bgp::services::advertised(
+            &self.node,
+            spec,
+            self.snapshot.services.values(),
+            self.snapshot.endpoint_slices.values(),
+            &self.snapshot.policy.endpoints,
+        );
+        for w in &services.warnings {
+            if self.logged_warnings.insert(w.clone()) {
+                tracing::warn!(warning = %w, "BGP service advertisement");
+            }
+        }
         let announce: BTreeMap<IpNet, Communities> = originated(&owned)
             .into_iter()
+            .chain(services.prefixes)
             .map(|p| (p, adv.for_prefix(&p)))
             .collect();
         let (add, del) = announce_diff(&self.announced, &announce);

@@ -7,7 +7,7 @@
 //! What it does, per the API conventions:
 //! - paths `/apis/<group>/<version>[/namespaces/<ns>]/<plural>[/<name>[/status]]` and
 //!   `/api/v1/...`, for the kinds it is given plus the built-in ones ([`FakeKind::builtin`]:
-//!   Pod, Node, Namespace, Secret, Lease, NetworkPolicy), and `GET /version`;
+//!   Pod, Node, Namespace, Secret, Service, Event, EndpointSlice, Lease, NetworkPolicy), and `GET /version`;
 //! - GET (object; list with its resourceVersion; `?watch=true&resourceVersion=N` streaming
 //!   newline-delimited events), POST (201; 409 AlreadyExists), PUT (409 Conflict when the
 //!   body's resourceVersion is stale; a status subresource that changes only status),
@@ -103,6 +103,14 @@ impl FakeKind {
             FakeKind::new("v1", "Node", "nodes", false).with_status(),
             FakeKind::new("v1", "Namespace", "namespaces", false).with_status(),
             FakeKind::new("v1", "Secret", "secrets", true),
+            FakeKind::new("v1", "Service", "services", true).with_status(),
+            FakeKind::new("v1", "Event", "events", true),
+            FakeKind::new(
+                "discovery.k8s.io/v1",
+                "EndpointSlice",
+                "endpointslices",
+                true,
+            ),
             FakeKind::new("coordination.k8s.io/v1", "Lease", "leases", true),
             FakeKind::new(
                 "networking.k8s.io/v1",

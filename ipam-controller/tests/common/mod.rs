@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use twill_api::datastore::Datastore;
 use twill_api::datastore::etcd::EtcdBackend;
-use twill_api::resources::{IPAMConfig, IPAMConfigSpec, IPPool, IPPoolSpec, Node, NodeSpec};
+use twill_api::resources::{
+    IPAMConfig, IPAMConfigSpec, IPPool, IPPoolSpec, IPPoolUse, Node, NodeSpec,
+};
 use twill_harness::etcd::EtcdServer;
 
 /// A fresh etcd and a datastore over it.
@@ -28,6 +30,20 @@ pub async fn pool(ds: &Datastore, name: &str, cidr: &str, block: u8) {
         IPPoolSpec {
             cidr: cidr.into(),
             block_size: Some(block),
+            ..Default::default()
+        },
+    );
+    ds.create(&pool).await.unwrap();
+}
+
+/// A `LoadBalancer` pool (addresses for Services only).
+pub async fn lb_pool(ds: &Datastore, name: &str, cidr: &str, block: u8) {
+    let pool = IPPool::new(
+        name,
+        IPPoolSpec {
+            cidr: cidr.into(),
+            block_size: Some(block),
+            allowed_uses: Some(vec![IPPoolUse::LoadBalancer]),
             ..Default::default()
         },
     );

@@ -57,7 +57,8 @@ fn felix_cluster_role_lists_exactly_what_the_node_agent_needs() {
     let role: ClusterRole = objects.typed("ClusterRole", NODE);
     let want = expect(&[
         ("", &["nodes", "pods"], READ),
-        ("", &["namespaces"], &["list", "watch"]),
+        ("", &["namespaces", "services"], &["list", "watch"]),
+        ("discovery.k8s.io", &["endpointslices"], &["list", "watch"]),
         (
             "networking.k8s.io",
             &["networkpolicies"],
@@ -111,6 +112,10 @@ fn ipam_controller_cluster_role_lists_exactly_what_the_controller_needs() {
     let want = expect(&[
         ("", &["pods"], &["list"]),
         ("", &["nodes"], &["list", "watch"]),
+        // LoadBalancer IPAM: Services' addresses in their status, Events on failures.
+        ("", &["services"], &["list", "watch"]),
+        ("", &["services/status"], &["update"]),
+        ("", &["events"], &["create"]),
         // get and update: the controller holds a finalizer on pools in use.
         (GROUP, &["ippools"], &["get", "list", "watch", "update"]),
         (GROUP, &["ippools/status"], &["update"]),

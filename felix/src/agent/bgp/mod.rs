@@ -459,6 +459,7 @@ fn router_id_from_name(name: &str) -> Ipv4Addr {
 
 pub mod bfd;
 pub mod communities;
+pub mod services;
 pub mod status;
 
 #[cfg(test)]
