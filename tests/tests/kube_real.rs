@@ -90,7 +90,7 @@ async fn install_chart(admin: &kube::Client) -> Vec<(String, String)> {
         .into_iter()
         .cloned()
         .collect();
-    assert_eq!(crds.len(), 13, "the chart's CRDs");
+    assert_eq!(crds.len(), 14, "the chart's CRDs");
     kube_real::install_crds(admin, &crds).await.unwrap();
     let mut absent = Vec::new();
     for object in objects
