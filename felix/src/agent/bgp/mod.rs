@@ -414,20 +414,18 @@ pub fn plan(inp: BgpInputs<'_>) -> BgpPlan {
             list.retain(|f| filters.contains_key(f));
         }
         let reason = format!("BGPFilter not found: {}", missing.join(", "));
-        let who = p
-            .interface
-            .as_ref()
-            .map_or_else(|| p.address.to_string(), |i| format!("on {i}"));
-        warnings.push(format!("peer {who}: {reason}; held until it exists"));
+        warnings.push(format!(
+            "peer {}: {reason}; held until it exists",
+            peer_label(p)
+        ));
         hold(p, &reason);
     }
     for p in &peers {
         if let Some(held) = p.held.as_deref().filter(|h| h.contains("BFDProfile")) {
-            let who = p
-                .interface
-                .as_ref()
-                .map_or_else(|| p.address.to_string(), |i| format!("on {i}"));
-            warnings.push(format!("peer {who}: {held}; held until it exists"));
+            warnings.push(format!(
+                "peer {}: {held}; held until it exists",
+                peer_label(p)
+            ));
         }
     }
     warnings.dedup();
@@ -464,3 +462,11 @@ pub mod status;
 
 #[cfg(test)]
 mod tests;
+
+/// How a warning names a peer: its address, or `on IFACE` for an unnumbered one (whose
+/// address is not known yet).
+fn peer_label(p: &PeerConfig) -> String {
+    p.interface
+        .as_ref()
+        .map_or_else(|| p.address.to_string(), |i| format!("on {i}"))
+}
